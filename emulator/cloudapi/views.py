@@ -1,0 +1,269 @@
+"""Flask blueprint serving the TIW API 3.0 endpoint (`POST /`, `GET /?...`) for the Tencent SDK."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from emulator.cloudapi import errors, params, tc3
+from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
+from emulator.cloudapi.errors import CloudApiError
+
+logger = logging.getLogger(__name__)
+
+# Content-Type must be exactly this: the SDK ignores `Response.Error` under any other value
+# (e.g. with "; charset=utf-8") and would report a failed call as a success.
+JSON_CONTENT_TYPE = "application/json"
+LANGUAGES = frozenset({"zh-CN", "en-US"})
+_DESCRIBE_FIELDS = ("TaskId", "Status", "Progress", "RoomId", "GroupId")
+_FINISHED_FIELDS = ("RecordStartTime", "TotalTime", "VideoInfos")
+
+# One `backend.log_cloud_call` record per call, success or error. Keys:
+#   at (float Unix s), request_id, action (header as sent, may be ""), method ("GET"/"POST"),
+#   secret_id (masked or None), params (typed if valid, else as parsed, else None),
+#   task_id (created or described TaskId, else None), ok (bool),
+#   code (None on success, else the error code), message (None on success).
+CallRecord = dict[str, Any]
+
+
+def create_cloudapi_blueprint(
+    backend: CloudBackend, settings_provider: Callable[[], CloudApiSettings]
+) -> Blueprint:
+    """Blueprint for `/`: API 3.0 calls are recognised by their `X-TC-Action` header."""
+    blueprint = Blueprint("cloudapi", __name__)
+
+    @blueprint.route("/", methods=["GET", "POST"])
+    def cloud_api() -> Response:
+        if request.method != "POST" and "X-TC-Action" not in request.headers:
+            return _not_an_api_call()
+        return _handle_call(backend, settings_provider)
+
+    return blueprint
+
+
+def _not_an_api_call() -> Response:
+    hint = {
+        "error": {
+            "code": "not_found",
+            "message": "GET / is the TIW cloud API endpoint and needs an X-TC-Action header "
+            "(point the Tencent Cloud SDK here); the dashboard is at /ui/.",
+            "details": {"dashboard": "/ui/", "health": "/healthz"},
+        }
+    }
+    return _json_response(hint, status=404)
+
+
+def _handle_call(
+    backend: CloudBackend, settings_provider: Callable[[], CloudApiSettings]
+) -> Response:
+    request_id = _new_request_id(backend)
+    record: CallRecord = {
+        "at": None,
+        "request_id": request_id,
+        "action": request.headers.get("X-TC-Action", ""),
+        "method": request.method,
+        "secret_id": None,
+        "params": None,
+        "task_id": None,
+        "ok": False,
+        "code": None,
+        "message": None,
+    }
+    error: CloudApiError | None = None
+    try:
+        settings = settings_provider()
+        record["at"] = settings.now()
+        fields = _process(backend, settings, record)
+    except CloudApiError as exc:
+        error = exc
+    except Exception:
+        logger.exception("cloud API call %s (%s) failed", record["action"], request_id)
+        error = errors.internal_error()
+    if record["at"] is None:
+        record["at"] = time.time()
+    if error is None:
+        record["ok"] = True
+        body: dict[str, Any] = {"Response": {**fields, "RequestId": request_id}}
+    else:
+        record["code"], record["message"] = error.code, error.message
+        body = {
+            "Response": {
+                "Error": {"Code": error.code, "Message": error.message},
+                "RequestId": request_id,
+            }
+        }
+    _log_call(backend, record)
+    return _json_response(body)
+
+
+def _process(
+    backend: CloudBackend, settings: CloudApiSettings, record: CallRecord
+) -> dict[str, Any]:
+    action = _check_headers(settings)
+    body = _read_body(settings.max_body_bytes)
+    if settings.verify_signature:
+        secret_id: str | None = tc3.verify_request(
+            method=request.method,
+            query_string=request.query_string,
+            headers=dict(request.headers.items()),
+            body=body,
+            secrets=settings.secrets,
+            now=settings.now(),
+            max_skew_s=settings.max_skew_s,
+            path=request.path,
+        )
+    else:
+        secret_id = _claimed_secret_id()
+    record["secret_id"] = mask_secret(secret_id) if secret_id else None
+
+    from_query = request.method != "POST"  # GET (and HEAD) carry parameters in the query
+    raw = _query_params() if from_query else _json_params(body)
+    record["params"] = raw
+    typed = params.validate_params(action, raw, from_query=from_query)
+    record["params"] = typed
+    if action == "DescribeOfflineRecord":
+        record["task_id"] = typed["TaskId"]
+    fields = _call_backend(backend, action, typed)
+    if action == "CreateOfflineRecord":
+        record["task_id"] = fields["TaskId"]
+    return fields if settings.fidelity != "strict" else {}
+
+
+def _check_headers(settings: CloudApiSettings) -> str:
+    headers = request.headers
+    version = headers.get("X-TC-Version", "").strip()
+    if not version:
+        raise errors.missing_parameter("X-TC-Version")
+    if version != params.API_VERSION:
+        raise errors.no_such_version(version)
+    action = headers.get("X-TC-Action", "").strip()
+    if not action:
+        raise errors.missing_parameter("X-TC-Action")
+    if action not in params.ACTIONS:
+        raise errors.invalid_action(action)
+    language = headers.get("X-TC-Language")
+    if language is not None and language not in LANGUAGES:
+        raise errors.invalid_value("X-TC-Language", language, "must be zh-CN or en-US")
+    if settings.fidelity == "strict" and not headers.get("X-TC-Region"):
+        raise errors.missing_parameter("X-TC-Region")
+    return action
+
+
+def _read_body(limit: int) -> bytes:
+    size = request.content_length
+    if size is not None and size > limit:
+        raise errors.request_size_limit_exceeded(size, limit)
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise errors.request_size_limit_exceeded(size, limit) from None
+    if len(body) > limit:
+        raise errors.request_size_limit_exceeded(len(body), limit)
+    return body
+
+
+def _claimed_secret_id() -> str | None:
+    # Signature checks are off, but the log should still say who called.
+    try:
+        return tc3.parse_authorization(request.headers.get("Authorization")).secret_id
+    except CloudApiError:
+        return None
+
+
+def _query_params() -> dict[str, Any]:
+    return params.parse_query(request.query_string.decode("utf-8", errors="replace"))
+
+
+def _json_params(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise errors.invalid_parameter(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(parsed, dict):
+        raise errors.invalid_parameter("The request body must be a JSON object.")
+    return parsed
+
+
+def _call_backend(backend: CloudBackend, action: str, typed: dict[str, Any]) -> dict[str, Any]:
+    sdk_app_id: int = typed["SdkAppId"]
+    if action == "CreateOfflineRecord":
+        task_id = backend.create_offline_record(
+            sdk_app_id=sdk_app_id,
+            room_id=typed["RoomId"],
+            group_id=typed.get("GroupId") or None,
+            mix_stream=typed.get("MixStream"),
+            whiteboard=typed.get("Whiteboard"),
+        )
+        return {"TaskId": task_id}
+    if action == "DescribeOfflineRecord":
+        task = backend.describe_offline_record(sdk_app_id=sdk_app_id, task_id=typed["TaskId"])
+        return describe_fields(task)
+    if action == "SetOfflineRecordCallback":
+        backend.set_offline_record_callback(sdk_app_id=sdk_app_id, callback=typed["Callback"])
+        return {}
+    settings = backend.describe_offline_record_callback(sdk_app_id=sdk_app_id)
+    return {
+        "Callback": settings.get("Callback") or "",
+        "CallbackKey": settings.get("CallbackKey") or "",
+    }
+
+
+def describe_fields(task: dict[str, Any]) -> dict[str, Any]:
+    """The extra DescribeOfflineRecord fields: state always, the result once finished.
+
+    A task that finished with `Error` is answered with that error as the API error, in
+    both fidelities: FailedOperation.Transcode/.Record are documented codes of this action,
+    and the SDK raises on any `Response.Error`, so it could not be returned as data anyway.
+    """
+    failure = task.get("Error")
+    if task.get("Status") == "finished" and failure:
+        if not isinstance(failure, dict):
+            failure = {"Message": str(failure)}
+        raise CloudApiError(
+            str(failure.get("Message") or "The recording task failed."),
+            code=str(failure.get("Code") or "FailedOperation"),
+        )
+    names: tuple[str, ...] = _DESCRIBE_FIELDS
+    if task.get("Status") == "finished":
+        names += _FINISHED_FIELDS
+    return {name: task[name] for name in names if task.get(name) is not None}
+
+
+def mask_secret(secret: str) -> str:
+    """Keep just enough of a SecretId to tell pairs apart: `AKID****MPLE`."""
+    if len(secret) <= 8:
+        return "****"
+    return f"{secret[:4]}****{secret[-4:]}"
+
+
+def _new_request_id(backend: CloudBackend) -> str:
+    try:
+        return backend.new_request_id()
+    except Exception:
+        logger.exception("backend.new_request_id failed; using a random uuid")
+        return str(uuid.uuid4())
+
+
+def _log_call(backend: CloudBackend, record: CallRecord) -> None:
+    # A failing log store must not turn a good reply into an error.
+    try:
+        backend.log_cloud_call(record)
+    except Exception:
+        logger.exception("backend.log_cloud_call failed for %s", record["request_id"])
+
+
+def _json_response(body: dict[str, Any], status: int = 200) -> Response:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    response = Response(data, status=status, content_type=JSON_CONTENT_TYPE)
+    # Werkzeug keeps an explicit content_type verbatim; re-assert it in case that ever changes.
+    response.headers["Content-Type"] = JSON_CONTENT_TYPE
+    return response
