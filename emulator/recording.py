@@ -1,0 +1,213 @@
+"""Pure generation of a finished after-class recording: TotalTime and VideoInfos.
+
+Everything here is deterministic given its inputs (spec, room id and the state of ``rng``):
+no globals, no wall clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.ids import new_video_id
+
+__all__ = [
+    "VIDEO_INFO_KEYS",
+    "ClassSpec",
+    "Recording",
+    "bitrate_range_kbps",
+    "generate_recording",
+    "user_ids",
+]
+
+VIDEO_INFO_KEYS: tuple[str, ...] = (
+    "VideoPlayTime",
+    "VideoSize",
+    "VideoFormat",
+    "VideoDuration",
+    "VideoUrl",
+    "VideoId",
+    "VideoType",
+    "UserId",
+    "Width",
+    "Height",
+)
+
+CAMERA, SCREEN, WHITEBOARD, MIXED, AUDIO = 0, 1, 2, 3, 4
+
+# Plausible bitrate ranges in kbit/s at the reference resolution (whiteboard/mixed scale with area).
+_BITRATE_KBPS: dict[int, tuple[float, float]] = {
+    CAMERA: (300.0, 800.0),
+    SCREEN: (200.0, 1000.0),
+    WHITEBOARD: (12.0, 40.0),  # a mostly static board; the seed example is ~16 kbit/s
+    MIXED: (600.0, 1500.0),
+    AUDIO: (48.0, 64.0),
+}
+_REFERENCE_PIXELS = 1280 * 960
+_VOD_REGIONS = ("cq", "gzp", "tj", "bj", "sh", "gz", "cd")
+_SCREEN_RESOLUTIONS = ((1280, 720), (1920, 1080))
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+_NON_ID_CHARS = re.compile(r"[^a-z0-9_]")
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """What happened in the class, i.e. which streams the recording contains."""
+
+    duration_s: float
+    participants: int = 2
+    camera: bool = True
+    screen_share: bool = False
+    mixed_stream: bool = False
+    audio_only: bool = False
+    whiteboard: bool = True
+    mix_model_id: int = 1
+    width: int = 1280
+    height: int = 960
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A finished recording: ``TotalTime`` (ms) and the ``VideoInfos`` list."""
+
+    total_time_ms: int
+    video_infos: list[dict[str, Any]]
+
+
+def bitrate_range_kbps(
+    video_type: int, width: int = 1280, height: int = 960
+) -> tuple[float, float]:
+    """Return the (low, high) kbit/s range used for ``video_type`` (whiteboard/mixed at W x H)."""
+    low, high = _BITRATE_KBPS[video_type]
+    if video_type in (WHITEBOARD, MIXED):
+        scale = min(4.0, max(0.25, width * height / _REFERENCE_PIXELS))
+        low, high = low * scale, high * scale
+    return low, high
+
+
+def user_ids(participants: int, rng: random.Random) -> list[str]:
+    """Return ``participants`` unique ASCII user ids: a teacher first, then students."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(rng.getrandbits(32))
+    ids: list[str] = []
+    seen: set[str] = set()
+    for index in range(participants):
+        if index == 0:
+            base = "teacher_" + (_NON_ID_CHARS.sub("", fake.last_name().lower()) or "t")
+        else:
+            base = "student_" + (_NON_ID_CHARS.sub("", fake.user_name().lower()) or "s")
+        candidate, n = base, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{base}{n}"
+        seen.add(candidate)
+        ids.append(candidate)
+    return ids
+
+
+def _validate(spec: ClassSpec, room_id: int) -> None:
+    duration = spec.duration_s
+    if isinstance(duration, bool) or not isinstance(duration, int | float):
+        raise ValueError(f"duration_s must be a number of seconds, got {duration!r}")
+    if not math.isfinite(duration) or duration <= 0:
+        raise ValueError(f"duration_s must be a finite number > 0, got {duration!r}")
+    for name in ("participants", "mix_model_id", "width", "height"):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    if spec.participants < 1:
+        raise ValueError(f"participants must be >= 1, got {spec.participants}")
+    if spec.width < 2 or spec.height < 2:
+        raise ValueError(f"width and height must be >= 2, got {spec.width}x{spec.height}")
+    if spec.mix_model_id < 0:
+        raise ValueError(f"mix_model_id must be >= 0, got {spec.mix_model_id}")
+    if isinstance(room_id, bool) or not isinstance(room_id, int) or room_id < 0:
+        raise ValueError(f"room_id must be a non-negative int, got {room_id!r}")
+    sources = (spec.camera, spec.audio_only, spec.screen_share, spec.mixed_stream, spec.whiteboard)
+    if not any(sources):
+        raise ValueError(
+            "spec records nothing: enable at least one of camera, audio_only, "
+            "screen_share, mixed_stream, whiteboard"
+        )
+
+
+def _span(total: int, start_frac: float, end_frac: float) -> tuple[int, int]:
+    """Turn fractions of ``total`` into (play_time, duration) with play + duration <= total."""
+    start = min(int(total * start_frac), total - 1)
+    end = min(total, max(start + 1, int(total * end_frac)))
+    return start, end - start
+
+
+def _size(duration_ms: int, kbps: tuple[float, float], rng: random.Random) -> int:
+    low, high = kbps
+    size = round(duration_ms * rng.uniform(low, high) / 8)
+    # Keep the implied bitrate (size * 8 / duration) inside [low, high] despite rounding.
+    return max(math.ceil(duration_ms * low / 8), min(math.floor(duration_ms * high / 8), size))
+
+
+def generate_recording(spec: ClassSpec, *, room_id: int, rng: random.Random) -> Recording:
+    """Generate the result of a successful recording of the class described by ``spec``."""
+    _validate(spec, room_id)
+    users = user_ids(spec.participants, rng)  # drawn first so ids don't depend on other flags
+    total = max(1, int(spec.duration_s * 1000 * rng.uniform(0.90, 1.0)))
+    vod_app_id = str(1250000000 + rng.randrange(10_000_000))
+    bucket = f"{rng.getrandbits(32):08x}vod{rng.choice(_VOD_REGIONS)}{vod_app_id}"
+    base_url = f"http://{vod_app_id}.vod2.myqcloud.com/{bucket}/"
+    used_ids: set[str] = set()
+    used_names: set[str] = set()
+    infos: list[dict[str, Any]] = []
+
+    def add(
+        vtype: int, user: str, span: tuple[int, int], width: int, height: int, name: str = ""
+    ) -> None:
+        play, duration = span
+        fmt = "mp3" if vtype == AUDIO else "mp4"
+        size = _size(duration, bitrate_range_kbps(vtype, width, height), rng)
+        while not name or name in used_names:
+            name = "".join(rng.choice(_TOKEN_ALPHABET) for _ in range(12))
+        used_names.add(name)
+        video_id = new_video_id(rng)
+        while video_id in used_ids:
+            video_id = new_video_id(rng)
+        used_ids.add(video_id)
+        infos.append(
+            {
+                "VideoPlayTime": play,
+                "VideoSize": size,
+                "VideoFormat": fmt,
+                "VideoDuration": duration,
+                "VideoUrl": f"{base_url}{name}.{fmt}",
+                "VideoId": video_id,
+                "VideoType": vtype,
+                "UserId": user,
+                "Width": width,
+                "Height": height,
+            }
+        )
+
+    if spec.whiteboard:
+        add(WHITEBOARD, "", (0, total), spec.width, spec.height, name="video")
+    if spec.mixed_stream:
+        mix_user = f"tic_mixstream_{room_id}_{spec.mix_model_id}"
+        add(MIXED, mix_user, (0, total), spec.width, spec.height)
+    if spec.camera or spec.audio_only:
+        vtype, width, height = (AUDIO, 0, 0) if spec.audio_only else (CAMERA, 640, 480)
+        for index, user in enumerate(users):
+            if index == 0:  # the teacher opens the class and stays to the end
+                span = _span(total, rng.uniform(0.0, 0.02), rng.uniform(0.98, 1.0))
+            else:  # students join later; about a quarter leave early
+                start = rng.uniform(0.0, 0.2)
+                end = rng.uniform(0.95, 1.0) if rng.random() < 0.75 else rng.uniform(0.5, 0.95)
+                span = _span(total, start, end)
+            add(vtype, user, span, width, height)
+    if spec.screen_share:
+        start = rng.uniform(0.05, 0.4)
+        width, height = rng.choice(_SCREEN_RESOLUTIONS)
+        add(SCREEN, users[0], _span(total, start, start + rng.uniform(0.2, 0.5)), width, height)
+    return Recording(total_time_ms=total, video_infos=infos)
