@@ -1,0 +1,103 @@
+"""The Flask app factory: one Emulator per app, its blueprints, auth and error rendering."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from emulator.cloud_backend import EmulatorCloudBackend
+from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint
+from emulator.config import Settings
+from emulator.control import create_control_blueprint
+from emulator.errors import EmulatorError, PayloadTooLarge, Unauthorized
+from emulator.service import Emulator
+
+log = logging.getLogger("tiw_emulator")
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None, *, start: bool = True) -> Flask:
+    """Build an app; `config` is Settings or a mapping layered over TIW_EMULATOR_* env vars."""
+    settings = config if isinstance(config, Settings) else Settings.load(config)
+    emu = Emulator(settings)
+    if start:
+        emu.start()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["tiw_emulator"] = emu
+
+    def cloud_settings() -> CloudApiSettings:
+        return CloudApiSettings(
+            secrets={settings.secret_id: settings.secret_key},
+            verify_signature=settings.verify_signature,
+            fidelity=settings.fidelity,
+            now=emu.clock.wall,
+            max_body_bytes=settings.max_body_bytes,
+        )
+
+    app.register_blueprint(create_control_blueprint())
+    app.register_blueprint(create_cloudapi_blueprint(EmulatorCloudBackend(emu), cloud_settings))
+    _install_auth(app, settings)
+    _install_error_handlers(app)
+    return app
+
+
+def get_emulator(app: Flask) -> Emulator:
+    emu: Emulator = app.extensions["tiw_emulator"]
+    return emu
+
+
+def _install_auth(app: Flask, settings: Settings) -> None:
+    @app.before_request
+    def require_token() -> Response | None:
+        if not settings.token or request.path == "/healthz" or request.path == "/":
+            return None  # the cloud API at / has its own TC3 signature
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
+            return None
+        err = Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'")
+        return _render(err)
+
+
+def _render(err: EmulatorError) -> Response:
+    response = jsonify(err.to_dict())
+    response.status_code = err.status
+    return response
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(EmulatorError)
+    def emulator_error(err: EmulatorError) -> Response:
+        return _render(err)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        if err.code == 413:
+            return _render(
+                PayloadTooLarge(
+                    f"request body over the {app.config['MAX_CONTENT_LENGTH']} byte limit"
+                )
+            )
+        code = (err.name or "error").lower().replace(" ", "_")
+        response = jsonify(error={"code": code, "message": err.description, "details": {}})
+        response.status_code = err.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        response = jsonify(
+            error={
+                "code": "internal_error",
+                "message": f"internal error ({type(err).__name__}); this is a bug, see the server log",
+                "details": {},
+            }
+        )
+        response.status_code = 500
+        return response

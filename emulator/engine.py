@@ -1,0 +1,370 @@
+"""Scheduler and delivery engine: one asyncio thread fires due callbacks and POSTs them.
+
+Due events sit in a heap keyed by emulated due time. On a real clock a single timer wakes the
+loop at the earliest deadline; on a manual clock only `advance()` fires them. A task's
+callbacks go out one after another (its own order), different tasks' concurrently; each
+backend gets its own connection limit and every attempt has a timeout, so a slow or dead
+backend holds back nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from emulator import payloads
+from emulator.clock import ClockMode, EmulatedClock
+from emulator.config import RuntimeConfig
+from emulator.signing import SignMode
+from emulator.store import Store
+
+MAX_LOGGED_RESPONSE = 65536
+HEADERS = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tiw-emulator"}
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Outgoing:
+    """A callback waiting to be sent (one row of the events table)."""
+
+    id: int
+    task_id: str | None
+    seq: int
+    event_type: str
+    due_at: float
+    data_json: str
+    sign_mode: SignMode
+    sdk_app_id: int
+    callback_url: str | None  # fixed URL for this event, else resolved when it is sent
+    attempts: int = 0
+    state: str = "scheduled"
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: EmulatedClock,
+        config: Callable[[], RuntimeConfig],
+        resolve_url: Callable[[Outgoing], str | None],
+        connections_per_backend: int = 64,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._config = config
+        self._resolve_url = resolve_url
+        self._per_backend = connections_per_backend
+        self._heap: list[tuple[float, int]] = []
+        self._pending: dict[int, Outgoing] = {}
+        self._chains: dict[str, asyncio.Future[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: float | None = None
+        self._epoch = 0
+        self._next_delivery_id = store.max_id("deliveries")
+        self._listeners: list[Listener] = []
+        self._loop = asyncio.new_event_loop()
+        self._session: aiohttp.ClientSession | None = None
+        self._thread = threading.Thread(target=self._run, name="tiw-engine", daemon=True)
+        self._ready = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, pending: Iterable[Outgoing] = ()) -> None:
+        self._thread.start()
+        self._ready.wait()
+        self._call(self._add, list(pending))
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._open_session())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _open_session(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_backend),
+            trust_env=False,  # callbacks go straight to the backend, never through a proxy
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def _shutdown(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        chains = list(self._chains.values())
+        for task in chains:
+            task.cancel()
+        await asyncio.gather(*chains, return_exceptions=True)
+        if self._session:
+            await self._session.close()
+        self._loop.call_soon(self._loop.stop)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def _run_sync(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    # -- public, thread-safe -------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(delivery)` after every attempt (on the engine thread: keep it quick)."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def schedule(self, events: Iterable[Outgoing]) -> None:
+        self._call(self._add, list(events))
+
+    def cancel_task(self, task_id: str) -> None:
+        self._run_sync(self._cancel(task_id))
+
+    def clock_changed(self) -> None:
+        """Re-arm the timer after a speed or mode change."""
+        self._call(self._rearm)
+
+    def advance(self, seconds: float) -> dict[str, Any]:
+        """Move the clock and fire, in due order, everything due by then; wait for the results."""
+        return dict(self._run_sync(self._advance(seconds)))
+
+    def send_now(self, event: Outgoing, *, redelivery_of: int | None = None) -> dict[str, Any]:
+        """One immediate attempt, no retry (ad-hoc events and redeliveries)."""
+        return dict(self._run_sync(self._attempt(event, self._epoch, redelivery_of)))
+
+    def reset(self) -> None:
+        self._run_sync(self._reset())
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- loop-thread internals -------------------------------------------------------------
+    def _add(self, events: list[Outgoing]) -> None:
+        for event in events:
+            self._pending[event.id] = event
+            heapq.heappush(self._heap, (event.due_at, event.id))
+        self._rearm()
+
+    def _rearm(self) -> None:
+        while self._heap and not self._is_live(*self._heap[0]):
+            heapq.heappop(self._heap)
+        due = self._heap[0][0] if self._heap else None
+        if due == self._timer_due and self._timer is not None:
+            return
+        if self._timer:
+            self._timer.cancel()
+            self._timer, self._timer_due = None, None
+        if due is None:
+            return
+        deadline = self._clock.deadline_for(due)
+        if deadline is None:  # manual clock: only advance() fires events
+            return
+        delay = max(0.0, deadline - self._clock.monotonic())
+        self._timer = self._loop.call_later(delay, self._on_timer)
+        self._timer_due = due
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_due = None, None
+        self._fire_due(self._clock.now())
+        self._rearm()
+
+    def _is_live(self, due: float, event_id: int) -> bool:
+        event = self._pending.get(event_id)
+        return event is not None and event.state == "scheduled" and event.due_at == due
+
+    def _fire_due(self, now: float) -> list[asyncio.Future[Any]]:
+        fired = []
+        while self._heap and self._heap[0][0] <= now + 1e-9:
+            due, event_id = heapq.heappop(self._heap)
+            if self._is_live(due, event_id):
+                fired.append(self._dispatch(self._pending[event_id]))
+        return fired
+
+    def _dispatch(self, event: Outgoing) -> asyncio.Future[Any]:
+        event.state = "delivering"
+        self._store.defer("UPDATE events SET state = 'delivering' WHERE id = ?", (event.id,))
+        key = event.task_id or f"adhoc-{event.id}"
+        task = self._loop.create_task(self._deliver(event, self._chains.get(key), self._epoch))
+        self._chains[key] = task
+        task.add_done_callback(
+            lambda t: self._chains.pop(key, None) if self._chains.get(key) is t else None
+        )
+        return task
+
+    async def _deliver(
+        self, event: Outgoing, previous: asyncio.Future[Any] | None, epoch: int
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # keep the task's own order; never inherit its errors
+        if epoch != self._epoch or event.state != "delivering":
+            return
+        delivery = await self._attempt(event, epoch, None)
+        if epoch != self._epoch or event.state != "delivering":
+            return
+        if delivery["ok"]:
+            event.state = "delivered"
+        else:
+            delay = self._config().retry.delay_after(event.attempts)
+            if delay is None:
+                event.state = "failed"
+            else:
+                manual = self._clock.mode is ClockMode.MANUAL
+                event.due_at = round((event.due_at if manual else self._clock.now()) + delay, 3)
+                event.state = "scheduled"
+                heapq.heappush(self._heap, (event.due_at, event.id))
+                self._rearm()
+        if event.state != "scheduled":
+            self._pending.pop(event.id, None)
+        self._store.defer(
+            "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?",
+            (event.state, event.attempts, event.due_at, delivery["request_body"], event.id),
+        )
+
+    async def _attempt(
+        self, event: Outgoing, epoch: int, redelivery_of: int | None
+    ) -> dict[str, Any]:
+        cfg = self._config()
+        url = event.callback_url or self._resolve_url(event)
+        body = payloads.envelope_bytes(
+            event.event_type,
+            event.data_json,
+            sdk_app_id=event.sdk_app_id,
+            timestamp=int(self._clock.wall()),
+            callback_key=cfg.callback_key,
+            ttl_s=cfg.sign_ttl_s,
+            sign_mode=event.sign_mode,
+        )
+        event.attempts += 1
+        started_wall = self._clock.wall()
+        started = time.perf_counter()
+        status: int | None = None
+        response: str | None = None
+        error: str | None = None
+        if url is None:
+            error = "no callback URL configured: set callback_url in /api/config or on the task"
+        else:
+            status, response, error = await self._post(url, body, cfg)
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        ok = status == 200 and (not cfg.strict_ack or _acknowledged(response))
+        if status == 200 and not ok:
+            error = 'strict_ack: response body is not {"error_code": 0}'
+        self._next_delivery_id += 1
+        delivery = {
+            "id": self._next_delivery_id,
+            "event_id": event.id,
+            "task_id": event.task_id,
+            "event_type": event.event_type,
+            "attempt": event.attempts,
+            "url": url,
+            "request_body": body.decode(),
+            "status_code": status,
+            "response_body": response,
+            "error": error,
+            "started_at": round(started_wall, 6),
+            "duration_ms": duration_ms,
+            "ok": ok,
+            "emulated_at": round(self._clock.now(), 3),
+            "redelivery_of": redelivery_of,
+        }
+        if epoch == self._epoch:
+            self._store.defer(
+                "INSERT INTO deliveries (id, event_id, task_id, event_type, attempt, url,"
+                " request_body, status_code, response_body, error, started_at, duration_ms, ok,"
+                " emulated_at, redelivery_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                tuple(
+                    delivery[k]
+                    for k in (
+                        "id",
+                        "event_id",
+                        "task_id",
+                        "event_type",
+                        "attempt",
+                        "url",
+                        "request_body",
+                        "status_code",
+                        "response_body",
+                        "error",
+                        "started_at",
+                        "duration_ms",
+                        "ok",
+                        "emulated_at",
+                        "redelivery_of",
+                    )
+                ),
+            )
+            for listener in list(self._listeners):
+                try:
+                    listener(delivery)
+                except Exception:  # a broken listener must not stop deliveries
+                    pass
+        return delivery
+
+    async def _post(
+        self, url: str, body: bytes, cfg: RuntimeConfig
+    ) -> tuple[int | None, str | None, str | None]:
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=HEADERS,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=cfg.timeout_s),
+            ) as resp:
+                raw = await resp.content.read(MAX_LOGGED_RESPONSE)
+                return resp.status, raw.decode("utf-8", errors="replace"), None
+        except TimeoutError:
+            return None, None, f"timeout: no response within {cfg.timeout_s:g} s"
+        except aiohttp.ClientError as exc:
+            return None, None, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # e.g. an invalid URL; recorded, never raised into the loop
+            return None, None, f"{type(exc).__name__}: {exc}"
+
+    async def _advance(self, seconds: float) -> dict[str, Any]:
+        target = self._clock.advance(seconds)
+        if self._clock.mode is ClockMode.REAL:
+            target = self._clock.now()
+        fired = 0
+        while True:
+            wave = self._fire_due(target)
+            if not wave:
+                break
+            fired += len(wave)
+            await asyncio.wait(wave)
+        self._rearm()
+        return {"fired": fired, "now": round(self._clock.now(), 3)}
+
+    async def _cancel(self, task_id: str) -> None:
+        for event in self._pending.values():
+            if event.task_id == task_id and event.state in ("scheduled", "delivering"):
+                event.state = "cancelled"
+        self._pending = {k: e for k, e in self._pending.items() if e.state != "cancelled"}
+        self._rearm()
+
+    async def _reset(self) -> None:
+        self._epoch += 1
+        self._heap.clear()
+        self._pending.clear()
+        self._chains.clear()
+        self._next_delivery_id = 0
+        self._rearm()
+
+
+def _acknowledged(response: str | None) -> bool:
+    import json
+
+    try:
+        return bool(json.loads(response or "").get("error_code") == 0)
+    except (ValueError, AttributeError):
+        return False

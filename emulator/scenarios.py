@@ -1,0 +1,352 @@
+"""Scenarios as data: the JSON Schema, YAML loading, per-task params, and the catalogue."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emulator.errors import ScenarioInvalid, ScenarioNotFound
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+_range = {
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0},
+            "minItems": 2,
+            "maxItems": 2,
+        },
+    ]
+}
+_int_range = {
+    "oneOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+    ]
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://tiw-emulator.local/scenario.schema.json",
+    "title": "tiw-emulator scenario",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
+        "description": {"type": "string"},
+        "class": {
+            "description": "The class being recorded.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "duration_s": {**_range, "description": "class length in seconds, or [min, max]"},
+                "participants": {**_int_range, "description": "users whose streams are recorded"},
+                "camera": {"type": "boolean"},
+                "screen_share": {"type": "boolean"},
+                "mixed_stream": {"type": "boolean"},
+                "audio_only": {"type": "boolean"},
+                "whiteboard": {"type": "boolean"},
+            },
+        },
+        "processing": {
+            "description": "How the recording is processed, in emulated seconds.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "queue_delay_s": {**_range, "description": "wait before processing starts"},
+                "duration_factor": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 100,
+                    "description": "processing time as a multiple of the class length",
+                },
+                "progress_steps": {"type": "integer", "minimum": 0, "maximum": 99},
+                "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+                "stall_at": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": 99,
+                    "description": "progress value after which nothing more happens",
+                },
+            },
+        },
+        "outcome": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "result": {"enum": ["success", "failure"]},
+                "error_code": {"type": "string", "pattern": "^[A-Za-z]+(\\.[A-Za-z0-9]+)*$"},
+                "error_message": {"type": "string"},
+                "fail_at": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 99,
+                    "description": "last progress value reported before a failure",
+                },
+                "bare": {
+                    "type": "boolean",
+                    "description": "failure EventData holds only Error, as in the seed example",
+                },
+            },
+        },
+        "delivery": {
+            "description": "Delivery quirks.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "sign": {"enum": ["valid", "invalid", "expired", "none"]},
+                "progress_as_string": {"type": "boolean"},
+                "duplicate": {"type": "number", "minimum": 0, "maximum": 1},
+                "drop_progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "out_of_order": {"enum": ["none", "swap", "after_finished"]},
+            },
+        },
+    },
+}
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "class": {
+        "duration_s": [1200, 3600],
+        "participants": [2, 4],
+        "camera": True,
+        "screen_share": False,
+        "mixed_stream": False,
+        "audio_only": False,
+        "whiteboard": True,
+    },
+    "processing": {
+        "queue_delay_s": [5, 30],
+        "duration_factor": 1.1,
+        "progress_steps": 4,
+        "jitter": 0.2,
+        "stall_at": None,
+    },
+    "outcome": {"result": "success", "fail_at": 60, "bare": False},
+    "delivery": {
+        "sign": "valid",
+        "progress_as_string": False,
+        "duplicate": 0.0,
+        "drop_progress": 0.0,
+        "out_of_order": "none",
+    },
+}
+
+# Flat per-task overrides accepted in POST /api/tasks `params`, and where each one lands.
+PARAMS: dict[str, tuple[str, str]] = {
+    **{k: ("class", k) for k in DEFAULTS["class"]},
+    **{k: ("processing", k) for k in DEFAULTS["processing"]},
+    **{k: ("outcome", k) for k in ("result", "error_code", "error_message", "fail_at", "bare")},
+    **{k: ("delivery", k) for k in DEFAULTS["delivery"]},
+}
+
+# Realistic messages for the documented task error codes, used when a scenario names only the code.
+DEFAULT_ERROR_MESSAGES = {
+    "FailedOperation.Transcode": "录制对时信息获取失败",
+    "FailedOperation.Record": "录制失败，请检查房间内是否有白板操作或音视频上行",
+    "FailedOperation": "操作失败",
+    "InternalError": "内部错误",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario document, with defaults filled in."""
+
+    name: str
+    description: str
+    doc: dict[str, Any]  # the full document, every section complete
+    source: str  # "builtin", a file path, or "api"
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.doc[name])
+
+    def with_params(self, params: Mapping[str, Any] | None) -> Scenario:
+        """This scenario with flat per-task overrides applied and re-validated."""
+        if not params:
+            return self
+        doc = copy.deepcopy(self.doc)
+        for key, value in params.items():
+            if key not in PARAMS:
+                raise ScenarioInvalid(
+                    f"params: unknown parameter {key!r}; allowed: {', '.join(sorted(PARAMS))}",
+                    details={"field": f"params.{key}", "allowed": sorted(PARAMS)},
+                )
+            section, field = PARAMS[key]
+            doc[section][field] = value
+        return parse_scenario(doc, source=self.source, where="params")
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            **{k: v for k, v in self.doc.items() if k not in ("name", "description")},
+        }
+
+
+def _validator() -> Any:
+    import jsonschema  # imported lazily: it is the slowest import on the start-up path
+
+    return jsonschema.Draft202012Validator(SCHEMA)
+
+
+def _complete(doc: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": doc["name"], "description": doc.get("description", "")}
+    for section, defaults in DEFAULTS.items():
+        out[section] = {**defaults, **(doc.get(section) or {})}
+    outcome = out["outcome"]
+    if outcome["result"] == "failure":
+        outcome.setdefault("error_code", "FailedOperation.Transcode")
+        outcome.setdefault(
+            "error_message", DEFAULT_ERROR_MESSAGES.get(outcome["error_code"], "录制失败")
+        )
+    return out
+
+
+def parse_scenario(doc: Any, *, source: str, where: str | None = None) -> Scenario:
+    """Validate a scenario document; errors name the file (or 'params'), the field and why."""
+    where = where or source
+    if not isinstance(doc, Mapping):
+        raise ScenarioInvalid(f"{where}: a scenario must be a mapping, got {type(doc).__name__}")
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = ".".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise ScenarioInvalid(
+            f"{where}: {path}: {_explain(first)}",
+            details={
+                "source": where,
+                "field": path,
+                "errors": [
+                    {
+                        "field": ".".join(str(p) for p in e.absolute_path) or "(top level)",
+                        "message": _explain(e),
+                    }
+                    for e in errors[:20]
+                ],
+            },
+        )
+    complete = _complete(doc)
+    _check_ranges(complete, where)
+    return Scenario(complete["name"], complete["description"], complete, source)
+
+
+def _explain(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        return f"{error.message} (allowed: {', '.join(sorted(error.schema.get('properties', {})))})"
+    if error.validator == "oneOf":
+        return f"{error.instance!r} must be a number >= 0 or a [min, max] pair"
+    return str(error.message)
+
+
+def _check_ranges(doc: Mapping[str, Any], where: str) -> None:
+    for section, field in (
+        ("class", "duration_s"),
+        ("class", "participants"),
+        ("processing", "queue_delay_s"),
+    ):
+        value = doc[section][field]
+        if isinstance(value, list) and value[0] > value[1]:
+            raise ScenarioInvalid(
+                f"{where}: {section}.{field}: range {value} has min > max",
+                details={"source": where, "field": f"{section}.{field}"},
+            )
+    if doc["class"]["duration_s"] == 0 or doc["class"]["duration_s"] == [0, 0]:
+        raise ScenarioInvalid(
+            f"{where}: class.duration_s: must be > 0",
+            details={"source": where, "field": "class.duration_s"},
+        )
+    cls = doc["class"]
+    if not (
+        cls["camera"]
+        or cls["screen_share"]
+        or cls["mixed_stream"]
+        or cls["audio_only"]
+        or cls["whiteboard"]
+    ):
+        raise ScenarioInvalid(
+            f"{where}: class: at least one of camera, screen_share, mixed_stream, audio_only,"
+            " whiteboard must be true",
+            details={"source": where, "field": "class"},
+        )
+
+
+def load_file(path: Path) -> Scenario:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ScenarioInvalid(
+            f"{path}: not valid YAML: {exc}", details={"source": str(path)}
+        ) from None
+    except OSError as exc:
+        raise ScenarioInvalid(
+            f"{path}: cannot read: {exc.strerror}", details={"source": str(path)}
+        ) from None
+    scenario = parse_scenario(doc, source=str(path))
+    if scenario.name != path.stem:
+        raise ScenarioInvalid(
+            f"{path}: name: {scenario.name!r} must match the file name {path.stem!r}",
+            details={"source": str(path), "field": "name"},
+        )
+    return scenario
+
+
+def load_dir(directory: Path) -> list[Scenario]:
+    if not directory.is_dir():
+        raise ScenarioInvalid(f"{directory}: not a directory", details={"source": str(directory)})
+    return [load_file(p) for p in sorted(directory.glob("*.y*ml"))]
+
+
+class Catalogue:
+    """Built-in, directory and API-added scenarios; API ones can be deleted, built-ins cannot."""
+
+    def __init__(self, builtin: Iterable[Scenario], user: Iterable[Scenario] = ()) -> None:
+        self._lock = threading.Lock()
+        self._builtin = {s.name: s for s in builtin}
+        self._user: dict[str, Scenario] = {}
+        for s in user:
+            self._user[s.name] = s
+
+    def get(self, name: str) -> Scenario:
+        with self._lock:
+            found = self._user.get(name) or self._builtin.get(name)
+            if found is None:
+                raise ScenarioNotFound(name, [*self._builtin, *self._user])
+            return found
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted({*self._builtin, *self._user})
+
+    def all(self) -> list[Scenario]:
+        with self._lock:
+            merged = {**self._builtin, **self._user}
+        return [merged[n] for n in sorted(merged)]
+
+    def add(self, scenario: Scenario) -> None:
+        with self._lock:
+            self._user[scenario.name] = scenario
+
+    def remove(self, name: str) -> Scenario:
+        with self._lock:
+            if name in self._user:
+                return self._user.pop(name)
+            known = [*self._builtin, *self._user]
+        if name in known:
+            raise ScenarioInvalid(
+                f"{name!r} is a built-in scenario and cannot be deleted", details={"scenario": name}
+            )
+        raise ScenarioNotFound(name, known)
+
+    def clear_user(self) -> None:
+        with self._lock:
+            self._user.clear()
