@@ -95,7 +95,7 @@ def _install_error_handlers(app: Flask) -> None:
         response = jsonify(
             error={
                 "code": "internal_error",
-                "message": f"internal error ({type(err).__name__}); this is a bug, see the server log",
+                "message": f"internal error ({type(err).__name__}): a bug, see the server log",
                 "details": {},
             }
         )

@@ -10,6 +10,7 @@ backend holds back nobody else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import threading
 import time
@@ -304,10 +305,8 @@ class Engine:
                 ),
             )
             for listener in list(self._listeners):
-                try:
+                with contextlib.suppress(Exception):  # a broken listener must not stop deliveries
                     listener(delivery)
-                except Exception:  # a broken listener must not stop deliveries
-                    pass
         return delivery
 
     async def _post(

@@ -205,8 +205,8 @@ class Emulator:
 
     def unfinished_task(self, room_id: int, sdk_app_id: int) -> str | None:
         row = self.store.query_one(
-            "SELECT task_id FROM tasks WHERE room_id = ? AND sdk_app_id = ? AND cancelled_at IS NULL"
-            " AND (finish_at IS NULL OR finish_at > ?) LIMIT 1",
+            "SELECT task_id FROM tasks WHERE room_id = ? AND sdk_app_id = ?"
+            " AND cancelled_at IS NULL AND (finish_at IS NULL OR finish_at > ?) LIMIT 1",
             (room_id, sdk_app_id, self.clock.now()),
         )
         return row["task_id"] if row else None
@@ -333,7 +333,7 @@ class Emulator:
     ) -> list[dict[str, Any]]:
         if status is not None and status not in TASK_STATUSES:
             raise InvalidInput("status", f"must be one of {', '.join(TASK_STATUSES)}")
-        sql, args = "SELECT * FROM tasks WHERE 1=1", []
+        sql, args = "SELECT * FROM tasks WHERE 1=1", list[Any]()
         if room_id is not None:
             sql, args = sql + " AND room_id = ?", [*args, room_id]
         if scenario is not None:
@@ -394,7 +394,7 @@ class Emulator:
 
     # -- deliveries ------------------------------------------------------------------------
     def deliveries(self, *, task_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM deliveries", []
+        sql, args = "SELECT * FROM deliveries", list[Any]()
         if task_id is not None:
             sql, args = sql + " WHERE task_id = ?", [task_id]
         rows = self.store.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
