@@ -82,9 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tiw-emulator listening on {server.url}", flush=True)
     print(f"  dashboard   {server.url}/ui/")
     print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
-    print(
-        f"  cloud API   {server.url}/  (endpoint for the Tencent Cloud SDK: {server.host}:{server.port})"
-    )
+    print(f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})")
     print(
         f"  database    {settings.db}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
         f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",

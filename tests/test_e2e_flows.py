@@ -60,7 +60,7 @@ def test_transcode_failure_flow(emulator: Any, receiver: Receiver) -> None:
     assert data["Error"] == {"Code": "FailedOperation.Transcode", "Message": "录制对时信息获取失败"}
     assert data["TaskId"] == task["task_id"] and data["Progress"] == 100
     # Chinese travels as real UTF-8, not \\u escapes.
-    raw = [r.body for r in receiver.received if r.event_type == "OfflineRecordFinished"][0]
+    raw = next(r.body for r in receiver.received if r.event_type == "OfflineRecordFinished")
     assert "录制对时信息获取失败".encode() in raw
     task = emulator.api("GET", f"/api/tasks/{task['task_id']}").json()
     assert task["outcome"] == "failure" and task["error"]["Code"] == "FailedOperation.Transcode"
