@@ -42,9 +42,11 @@ class EmulatorAPIError(Exception):
 
 def _build(cls: type[T], raw: Mapping[str, Any], **extra: Any) -> T:
     """A dataclass from a server dict: known fields picked, the whole dict kept as `.raw`."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    factory: Any = cls
+    names = {f.name for f in dataclasses.fields(factory)}
     values = {k: v for k, v in raw.items() if k in names and k != "raw"}
-    return cls(**values, **extra, raw=dict(raw))
+    built: T = factory(**values, **extra, raw=dict(raw))
+    return built
 
 
 @dataclass
