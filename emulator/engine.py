@@ -133,8 +133,8 @@ class Engine:
         self._run_sync(self._cancel(task_id))
 
     def clock_changed(self) -> None:
-        """Re-arm the timer after a speed or mode change."""
-        self._call(self._rearm)
+        """Re-arm the timer after a speed or mode change: the same due time, a new deadline."""
+        self._call(self._rearm, True)
 
     def advance(self, seconds: float) -> dict[str, Any]:
         """Move the clock and fire, in due order, everything due by then; wait for the results."""
@@ -157,11 +157,11 @@ class Engine:
             heapq.heappush(self._heap, (event.due_at, event.id))
         self._rearm()
 
-    def _rearm(self) -> None:
+    def _rearm(self, force: bool = False) -> None:
         while self._heap and not self._is_live(*self._heap[0]):
             heapq.heappop(self._heap)
         due = self._heap[0][0] if self._heap else None
-        if due == self._timer_due and self._timer is not None:
+        if due == self._timer_due and self._timer is not None and not force:
             return
         if self._timer:
             self._timer.cancel()
@@ -247,6 +247,9 @@ class Engine:
             sign_mode=event.sign_mode,
         )
         event.attempts += 1
+        # A manual advance jumps the clock to its target; the attempt happened at its due time.
+        manual = self._clock.mode is ClockMode.MANUAL
+        emulated_at = event.due_at if manual else self._clock.now()
         started_wall = self._clock.wall()
         started = time.perf_counter()
         status: int | None = None
@@ -275,7 +278,7 @@ class Engine:
             "started_at": round(started_wall, 6),
             "duration_ms": duration_ms,
             "ok": ok,
-            "emulated_at": round(self._clock.now(), 3),
+            "emulated_at": round(emulated_at, 3),
             "redelivery_of": redelivery_of,
         }
         if epoch == self._epoch:

@@ -1,0 +1,179 @@
+"""Delivery: acknowledgement, retries per policy, attempt records, timeouts, isolation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from emulator.receiver import Receiver, Reply
+
+KEY = "Xz4ZgayTr7rMgWQrH"
+
+
+def _task(emulator: Any, **body: Any) -> dict[str, Any]:
+    r = emulator.api("POST", "/api/tasks", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _advance(emulator: Any, seconds: float) -> None:
+    r = emulator.api("POST", "/api/clock/advance", json={"seconds": seconds})
+    assert r.status_code == 200, r.text
+
+
+def _deliveries(emulator: Any, task_id: str) -> list[dict[str, Any]]:
+    return list(
+        emulator.api("GET", "/api/deliveries", params={"task_id": task_id}).json()["deliveries"]
+    )
+
+
+def test_every_attempt_is_recorded_with_request_and_response(
+    emulator: Any, receiver: Receiver
+) -> None:
+    task = _task(emulator, scenario="success", seed=1)
+    _advance(emulator, 86400)
+    records = _deliveries(emulator, task["task_id"])
+    assert len(records) == len(receiver.received) == len(task["events"])
+    for record, got in zip(records, receiver.received, strict=True):
+        assert record["request_body"].encode() == got.body  # exactly what went on the wire
+        assert record["status_code"] == 200 and record["ok"] is True
+        assert record["response_body"] == '{"error_code":0}'
+        assert record["error"] is None and record["duration_ms"] >= 0
+        assert record["url"] == receiver.url and record["attempt"] == 1
+        assert record["task_id"] == task["task_id"]
+
+
+def test_non_200_is_retried_by_the_fast_policy(emulator: Any, receiver: Receiver) -> None:
+    receiver.respond = lambda r: Reply(status=500, body=b"boom")
+    task = _task(emulator, scenario="success", params={"progress_steps": 0})
+    _advance(emulator, 86400)
+    records = _deliveries(emulator, task["task_id"])
+    assert [r["attempt"] for r in records] == [1, 2, 3]  # fast = 3 tries
+    assert all(r["status_code"] == 500 and r["response_body"] == "boom" for r in records)
+    events = emulator.api("GET", f"/api/tasks/{task['task_id']}/events").json()["events"]
+    assert events[0]["state"] == "failed" and events[0]["attempts"] == 3
+
+
+def test_recovery_after_a_failure_acknowledges(emulator: Any, receiver: Receiver) -> None:
+    calls = {"n": 0}
+
+    def flaky(request: Any) -> Reply:
+        calls["n"] += 1
+        return Reply(status=503) if calls["n"] == 1 else Reply()
+
+    receiver.respond = flaky
+    task = _task(emulator, scenario="success", params={"progress_steps": 0})
+    _advance(emulator, 86400)
+    records = _deliveries(emulator, task["task_id"])
+    assert [(r["attempt"], r["status_code"], r["ok"]) for r in records] == [
+        (1, 503, False),
+        (2, 200, True),
+    ]
+    assert (
+        emulator.api("GET", f"/api/tasks/{task['task_id']}/events").json()["events"][0]["state"]
+        == "delivered"
+    )
+
+
+def test_tencent_policy_retries_once_per_emulated_minute_up_to_ten(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    emu = make_emulator(callback_url=receiver.url, retry="tencent")
+    receiver.respond = lambda r: Reply(status=502)
+    task = _task(emu, scenario="success", params={"progress_steps": 0})
+    finish_due = task["events"][0]["due_at"]
+    now = emu.api("GET", "/api/clock").json()["now"]
+    _advance(emu, finish_due - now + 9 * 60 - 1)  # just short of the 10th try
+    assert len(_deliveries(emu, task["task_id"])) == 9
+    _advance(emu, 3600)
+    records = _deliveries(emu, task["task_id"])
+    assert len(records) == 10
+    gaps = [round(b["emulated_at"] - a["emulated_at"]) for a, b in zip(records, records[1:])]
+    assert gaps == [60] * 9
+
+
+def test_none_policy_tries_once(make_emulator: Any, receiver: Receiver) -> None:
+    emu = make_emulator(callback_url=receiver.url, retry="none")
+    receiver.respond = lambda r: Reply(status=404)
+    task = _task(emu, scenario="success", params={"progress_steps": 0})
+    _advance(emu, 86400)
+    assert len(_deliveries(emu, task["task_id"])) == 1
+
+
+def test_strict_ack_needs_error_code_zero(make_emulator: Any, receiver: Receiver) -> None:
+    emu = make_emulator(callback_url=receiver.url, retry="none")
+    r = emu.api("PATCH", "/api/config", json={"strict_ack": True})
+    assert r.status_code == 200 and r.json()["strict_ack"] is True
+    receiver.respond = lambda req: Reply(body=b"ok")
+    task = _task(emu, scenario="success", params={"progress_steps": 0})
+    _advance(emu, 86400)
+    [record] = _deliveries(emu, task["task_id"])
+    assert (
+        record["status_code"] == 200 and record["ok"] is False and "strict_ack" in record["error"]
+    )
+
+
+def test_timeout_and_connection_errors_are_recorded(make_emulator: Any, receiver: Receiver) -> None:
+    emu = make_emulator(callback_url=receiver.url, retry="none")
+    emu.api("PATCH", "/api/config", json={"timeout_s": 0.2})
+    receiver.respond = lambda r: Reply(hang=True)
+    task = _task(emu, scenario="success", params={"progress_steps": 0})
+    _advance(emu, 86400)
+    [record] = _deliveries(emu, task["task_id"])
+    assert record["status_code"] is None and record["error"].startswith("timeout")
+    assert record["duration_ms"] >= 200
+
+    dead = Receiver().start()
+    dead_url = dead.url
+    dead.stop()  # nothing listens there any more
+    task = _task(emu, scenario="success", params={"progress_steps": 0}, callback_url=dead_url)
+    _advance(emu, 86400)
+    [record] = _deliveries(emu, task["task_id"])
+    assert record["status_code"] is None and "Connect" in record["error"]
+
+
+def test_missing_callback_url_is_a_recorded_failed_attempt(make_emulator: Any) -> None:
+    emu = make_emulator(retry="none")
+    task = _task(emu, scenario="success", params={"progress_steps": 0})
+    _advance(emu, 86400)
+    [record] = _deliveries(emu, task["task_id"])
+    assert record["ok"] is False and "no callback URL" in record["error"]
+
+
+def test_a_hanging_backend_does_not_stall_other_tasks(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    """Real clock: one task's backend never answers; another task's callbacks still flow."""
+    with Receiver() as stuck:
+        stuck.respond = lambda r: Reply(hang=True)
+        emu = make_emulator(callback_url=receiver.url, clock="real", speed=100000, retry="none")
+        emu.api("PATCH", "/api/config", json={"timeout_s": 30})
+        slow = _task(emu, scenario="success", callback_url=stuck.url, room_id=1)
+        fast = _task(emu, scenario="success", room_id=2)
+        stuck.wait_for_count(1)
+        got = receiver.wait_for(
+            lambda rs: any(r.event_type == "OfflineRecordFinished" for r in rs), timeout=20
+        )
+        assert {r.json["EventData"].get("TaskId") for r in got} == {fast["task_id"]}
+        # the stuck task is still waiting on its first callback
+        assert len(stuck.received) == 1
+        assert json.loads(stuck.received[0].body)["EventData"]["TaskId"] == slow["task_id"]
+
+
+def test_speed_change_at_run_time_keeps_emulated_due_times(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    emu = make_emulator(callback_url=receiver.url, clock="real", speed=1)
+    task = _task(emu, scenario="success", params={"queue_delay_s": 600})
+    before = [e["due_at"] for e in task["events"]]
+    assert receiver.received == []  # at x1 the first callback is at least ten minutes away
+    r = emu.api("PATCH", "/api/config", json={"speed": 1_000_000})
+    assert r.status_code == 200
+    receiver.wait_for(
+        lambda rs: any(x.event_type == "OfflineRecordFinished" for x in rs), timeout=20
+    )
+    events = emu.api("GET", f"/api/tasks/{task['task_id']}/events").json()["events"]
+    assert [e["due_at"] for e in events] == before
+    assert [x.json["EventData"].get("Progress") for x in receiver.received] == [
+        e["payload"]["EventData"]["Progress"] for e in events
+    ]
