@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -88,7 +89,7 @@ def test_tencent_policy_retries_once_per_emulated_minute_up_to_ten(
     _advance(emu, 3600)
     records = _deliveries(emu, task["task_id"])
     assert len(records) == 10
-    gaps = [round(b["emulated_at"] - a["emulated_at"]) for a, b in zip(records, records[1:])]
+    gaps = [round(b["emulated_at"] - a["emulated_at"]) for a, b in itertools.pairwise(records)]
     assert gaps == [60] * 9
 
 
