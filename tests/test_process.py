@@ -1,0 +1,173 @@
+"""The real command: `tiw-emulator serve` as a process, SIGTERM, env settings, kill -9 recovery."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from emulator.receiver import Receiver
+
+
+class Served:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()  # blocks until the server says where it listens
+        match = re.search(r"listening on (http://\S+)", first)
+        assert match, (
+            f"unexpected first line {first!r}; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
+        )
+        self.url = match.group(1)
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        return self.http.request(method, self.url + path, timeout=30, **kw)
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=20)
+        self.http.close()
+        return self.proc.returncode, out
+
+
+@pytest.fixture
+def served() -> Iterator[Any]:
+    started: list[Served] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Served:
+        s = Served(*args, env=env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate(timeout=20)
+
+
+def test_serve_binds_loopback_and_stops_cleanly_on_sigterm(served: Any, tmp_path: Path) -> None:
+    s = served("--db", str(tmp_path / "e.db"))
+    assert s.url.startswith("http://127.0.0.1:")
+    assert s.api("GET", "/healthz").json() == {"status": "ok"}
+    assert s.proc.stderr is not None
+    code, out = s.stop(signal.SIGTERM)
+    assert code == 0 and "shutting down" in out
+
+
+def test_settings_come_from_the_environment_and_flags_win(served: Any, tmp_path: Path) -> None:
+    s = served(
+        "--speed",
+        "7",
+        env={
+            "TIW_EMULATOR_DB": str(tmp_path / "env.db"),
+            "TIW_EMULATOR_SPEED": "3",
+            "TIW_EMULATOR_SDK_APP_ID": "1400000099",
+            "TIW_EMULATOR_CALLBACK_KEY": "super-secret-key",
+            "TIW_EMULATOR_CLOCK": "manual",
+        },
+    )
+    cfg = s.api("GET", "/api/config").json()
+    assert cfg["speed"] == 7.0 and cfg["sdk_app_id"] == 1400000099 and cfg["clock"] == "manual"
+    assert "super-secret-key" not in str(cfg)
+    _, out = s.stop()
+    assert "super-secret-key" not in out
+    assert (tmp_path / "env.db").exists()
+
+
+def test_bad_flag_value_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emulator.cli",
+            "serve",
+            "--port",
+            "0",
+            "--speed",
+            "-3",
+            "--db",
+            str(tmp_path / "x.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "speed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kill_9_then_restart_delivers_every_scheduled_event(served: Any, tmp_path: Path) -> None:
+    db = str(tmp_path / "crash.db")
+    with Receiver() as receiver:
+        args = ("--db", db, "--clock", "manual", "--retry", "fast", "--callback-url", receiver.url)
+        s = served(*args)
+        tasks = [
+            s.api(
+                "POST",
+                "/api/tasks",
+                json={
+                    "scenario": "success",
+                    "room_id": room,
+                    "params": {"queue_delay_s": 10 * room},
+                },
+            ).json()
+            for room in (1, 2, 3)
+        ]
+        planned = {t["task_id"]: [e["seq"] for e in t["events"]] for t in tasks}
+        first_due = min(e["due_at"] for t in tasks for e in t["events"])
+        now = s.api("GET", "/api/clock").json()["now"]
+        # Deliver only the first few events, then crash hard.
+        s.api("POST", "/api/clock/advance", json={"seconds": first_due - now + 400})
+        before = len(receiver.received)
+        assert 0 < before < sum(len(v) for v in planned.values())
+        s.proc.kill()  # SIGKILL: no chance to clean up
+        s.proc.communicate(timeout=20)
+
+        again = served(*args)
+        states = {
+            t["task_id"]: again.api("GET", f"/api/tasks/{t['task_id']}").json()["status"]
+            for t in tasks
+        }
+        assert set(states.values()) <= {"queued", "processing"}
+        again.api("POST", "/api/clock/advance", json={"seconds": 86400})
+        arrived: dict[str, set[int]] = {}
+        for body in receiver.events():
+            data = body["EventData"]
+            events = again.api("GET", f"/api/tasks/{data['TaskId']}/events").json()["events"]
+            for e in events:
+                if e["payload"]["EventData"] == data:
+                    arrived.setdefault(data["TaskId"], set()).add(e["seq"])
+        assert {k: sorted(v) for k, v in arrived.items()} == planned  # every one, at least once
+        for t in tasks:
+            assert again.api("GET", f"/api/tasks/{t['task_id']}").json()["status"] == "finished"
+        again.stop()
+
+
+def test_demo_plays_success_and_transcode_failure(capsys: Any) -> None:
+    from emulator.cli import main
+
+    assert main(["demo", "--port", "0", "--db", ":memory:", "--exit"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"success\s+\S{20}\s+Finished\s+100\s+200 OK", out)
+    assert re.search(r"transcode-failure\s+\S{20}\s+Finished\s+100\s+200 OK", out)
+    assert "FailedOperation.Transcode" in out
+    assert re.search(r"dashboard\s+http://127\.0\.0\.1:\d+/ui/", out)
