@@ -31,9 +31,8 @@ class Served:
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()  # blocks until the server says where it listens
         match = re.search(r"listening on (http://\S+)", first)
-        assert match, (
-            f"unexpected first line {first!r}; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
-        )
+        err = self.proc.stderr.read() if self.proc.stderr and not match else ""
+        assert match, f"unexpected first line {first!r}; stderr: {err}"
         self.url = match.group(1)
         self.http = requests.Session()
         self.http.trust_env = False
