@@ -66,6 +66,7 @@ class ClassSpec:
     audio_only: bool = False
     whiteboard: bool = True
     mix_model_id: int = 1
+    audio_participants: int = 0  # with camera: the last N students joined by audio only
     width: int = 1280
     height: int = 960
 
@@ -197,8 +198,10 @@ def generate_recording(spec: ClassSpec, *, room_id: int, rng: random.Random) -> 
         mix_user = f"tic_mixstream_{room_id}_{spec.mix_model_id}"
         add(MIXED, mix_user, (0, total), spec.width, spec.height)
     if spec.camera or spec.audio_only:
-        vtype, width, height = (AUDIO, 0, 0) if spec.audio_only else (CAMERA, 640, 480)
+        first_audio = len(users) - min(spec.audio_participants, len(users) - 1)
         for index, user in enumerate(users):
+            audio = spec.audio_only or index >= first_audio
+            vtype, width, height = (AUDIO, 0, 0) if audio else (CAMERA, 640, 480)
             if index == 0:  # the teacher opens the class and stays to the end
                 span = _span(total, rng.uniform(0.0, 0.02), rng.uniform(0.98, 1.0))
             else:  # students join later; about a quarter leave early

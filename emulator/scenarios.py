@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from emulator import outcomes
 from emulator.errors import ScenarioInvalid, ScenarioNotFound
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -50,11 +51,32 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "duration_s": {**_range, "description": "class length in seconds, or [min, max]"},
                 "participants": {**_int_range, "description": "users whose streams are recorded"},
-                "camera": {"type": "boolean"},
-                "screen_share": {"type": "boolean"},
-                "mixed_stream": {"type": "boolean"},
-                "audio_only": {"type": "boolean"},
-                "whiteboard": {"type": "boolean"},
+                "camera": {"type": "boolean", "description": "a camera video (type 0) per user"},
+                "screen_share": {
+                    "type": "boolean",
+                    "description": "the teacher shares the screen for a while (type 1)",
+                },
+                "mixed_stream": {
+                    "type": "boolean",
+                    "description": "one mixed-stream video (type 3, UserId tic_mixstream_...)",
+                },
+                "mix_model_id": {
+                    "enum": [1, 2],
+                    "description": "MixStream.ModelId: the layout template in the mixed UserId",
+                },
+                "audio_only": {
+                    "type": "boolean",
+                    "description": "every user joined by audio only (type 4, mp3), no camera",
+                },
+                "audio_participants": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "with camera: this many students joined by audio only (type 4)",
+                },
+                "whiteboard": {
+                    "type": "boolean",
+                    "description": "the whiteboard video (type 2, UserId empty)",
+                },
             },
         },
         "processing": {
@@ -69,23 +91,46 @@ SCHEMA: dict[str, Any] = {
                     "maximum": 100,
                     "description": "processing time as a multiple of the class length",
                 },
-                "progress_steps": {"type": "integer", "minimum": 0, "maximum": 99},
-                "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+                "progress_steps": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 99,
+                    "description": "how many OfflineRecordProgressChanged events a full run sends",
+                },
+                "jitter": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "randomness of the progress values and their spacing",
+                },
                 "stall_at": {
                     "type": ["integer", "null"],
                     "minimum": 1,
                     "maximum": 99,
-                    "description": "progress value after which nothing more happens",
+                    "description": "progress stops at this value: no more events, no Finished",
                 },
             },
         },
         "outcome": {
+            "description": "How the task ends.",
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "result": {"enum": ["success", "failure"]},
-                "error_code": {"type": "string", "pattern": "^[A-Za-z]+(\\.[A-Za-z0-9]+)*$"},
-                "error_message": {"type": "string"},
+                "result": {
+                    "enum": ["success", "failure"],
+                    "description": "failure when error_code is given, else success",
+                },
+                "error_code": {
+                    "description": "Error.Code (see docs/errors.md) or a legacy task error number",
+                    "oneOf": [
+                        {"type": "string", "pattern": outcomes.CODE_PATTERN},
+                        {"enum": [*outcomes.LEGACY_KEYS, *(int(k) for k in outcomes.LEGACY_KEYS)]},
+                    ],
+                },
+                "error_message": {
+                    "type": "string",
+                    "description": "Error.Message; default: the code's message in docs/errors.md",
+                },
                 "fail_at": {
                     "type": "integer",
                     "minimum": 0,
@@ -103,11 +148,30 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "sign": {"enum": ["valid", "invalid", "expired", "none"]},
-                "progress_as_string": {"type": "boolean"},
-                "duplicate": {"type": "number", "minimum": 0, "maximum": 1},
-                "drop_progress": {"type": "number", "minimum": 0, "maximum": 1},
-                "out_of_order": {"enum": ["none", "swap", "after_finished"]},
+                "sign": {
+                    "enum": ["valid", "invalid", "expired", "none"],
+                    "description": "a good Sign, a wrong Sign, a past ExpireTime, or unsigned",
+                },
+                "progress_as_string": {
+                    "type": "boolean",
+                    "description": 'progress events carry Progress as a string, e.g. "46"',
+                },
+                "duplicate": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "chance that an event is sent twice (at least one when > 0)",
+                },
+                "drop_progress": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "chance that a progress event is never sent (one is kept)",
+                },
+                "out_of_order": {
+                    "enum": ["none", "swap", "after_finished"],
+                    "description": "swap two progress events, or send the last one after Finished",
+                },
             },
         },
     },
@@ -120,7 +184,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "camera": True,
         "screen_share": False,
         "mixed_stream": False,
+        "mix_model_id": 1,
         "audio_only": False,
+        "audio_participants": 0,
         "whiteboard": True,
     },
     "processing": {
@@ -148,14 +214,6 @@ PARAMS: dict[str, tuple[str, str]] = {
     **{k: ("delivery", k) for k in DEFAULTS["delivery"]},
 }
 
-# Realistic messages for the documented task error codes, used when a scenario names only the code.
-DEFAULT_ERROR_MESSAGES = {
-    "FailedOperation.Transcode": "录制对时信息获取失败",
-    "FailedOperation.Record": "录制失败，请检查房间内是否有白板操作或音视频上行",
-    "FailedOperation": "操作失败",
-    "InternalError": "内部错误",
-}
-
 
 @dataclass(frozen=True)
 class Scenario:
@@ -170,19 +228,29 @@ class Scenario:
         return dict(self.doc[name])
 
     def with_params(self, params: Mapping[str, Any] | None) -> Scenario:
-        """This scenario with flat per-task overrides applied and re-validated."""
+        """This scenario with flat per-task overrides applied; errors name `params.<name>`."""
         if not params:
             return self
         doc = copy.deepcopy(self.doc)
         for key, value in params.items():
             if key not in PARAMS:
                 raise ScenarioInvalid(
-                    f"params: unknown parameter {key!r}; allowed: {', '.join(sorted(PARAMS))}",
+                    f"params.{key}: unknown parameter; allowed: {', '.join(sorted(PARAMS))}",
                     details={"field": f"params.{key}", "allowed": sorted(PARAMS)},
                 )
             section, field = PARAMS[key]
+            _check_param(key, value, SCHEMA["properties"][section]["properties"][field])
             doc[section][field] = value
-        return parse_scenario(doc, source=self.source, where="params")
+        if "error_code" in params or "error_message" in params:
+            # A task that names an error fails, with that code's own message unless it gives one.
+            if "error_message" not in params:
+                doc["outcome"].pop("error_message", None)
+            if "result" not in params:
+                doc["outcome"]["result"] = "failure"
+        try:
+            return parse_scenario(doc, source=self.source, where="params")
+        except ScenarioInvalid as err:
+            raise _as_param_error(err, params) from None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -203,13 +271,41 @@ def _complete(doc: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": doc["name"], "description": doc.get("description", "")}
     for section, defaults in DEFAULTS.items():
         out[section] = {**defaults, **(doc.get(section) or {})}
+    given = doc.get("outcome") or {}
     outcome = out["outcome"]
+    if "result" not in given and ("error_code" in given or "error_message" in given):
+        outcome["result"] = "failure"
     if outcome["result"] == "failure":
-        outcome.setdefault("error_code", "FailedOperation.Transcode")
-        outcome.setdefault(
-            "error_message", DEFAULT_ERROR_MESSAGES.get(outcome["error_code"], "录制失败")
+        code, message = outcomes.resolve(
+            outcome.get("error_code", outcomes.DEFAULT_FAILURE_CODE), outcome.get("error_message")
         )
+        outcome["error_code"], outcome["error_message"] = code, message
     return out
+
+
+def _check_param(key: str, value: Any, schema: Mapping[str, Any]) -> None:
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(value)
+    )
+    if error is not None:
+        reason = _explain(error, field=key)
+        raise ScenarioInvalid(
+            f"params.{key}: {reason}", details={"field": f"params.{key}", "reason": reason}
+        )
+
+
+def _as_param_error(err: ScenarioInvalid, params: Mapping[str, Any]) -> ScenarioInvalid:
+    """Re-address a cross-field error on the merged document to the param that caused it."""
+    field = str(err.details.get("field", ""))
+    for key in params:
+        if ".".join(PARAMS.get(key, ())) == field:
+            reason = err.message.split(f"{field}: ", 1)[-1]
+            return ScenarioInvalid(
+                f"params.{key}: {reason}", details={"field": f"params.{key}", "reason": reason}
+            )
+    return err
 
 
 def parse_scenario(doc: Any, *, source: str, where: str | None = None) -> Scenario:
@@ -240,9 +336,17 @@ def parse_scenario(doc: Any, *, source: str, where: str | None = None) -> Scenar
     return Scenario(complete["name"], complete["description"], complete, source)
 
 
-def _explain(error: Any) -> str:
+def _explain(error: Any, field: str | None = None) -> str:
+    field = field or (str(error.absolute_path[-1]) if error.absolute_path else "")
     if error.validator == "additionalProperties":
         return f"{error.message} (allowed: {', '.join(sorted(error.schema.get('properties', {})))})"
+    if error.validator == "oneOf" and field == "error_code":
+        return (
+            f"{error.instance!r} is not an error code such as FailedOperation.Transcode, nor a"
+            f" legacy task error ({', '.join(outcomes.LEGACY_KEYS)})"
+        )
+    if error.validator == "oneOf" and field == "participants":
+        return f"{error.instance!r} must be an integer >= 1 or a [min, max] pair"
     if error.validator == "oneOf":
         return f"{error.instance!r} must be a number >= 0 or a [min, max] pair"
     return str(error.message)

@@ -95,6 +95,16 @@ def _progress_values(rng: random.Random, steps: int, jitter: float) -> list[int]
     return values
 
 
+def _stop_at(values: list[int], last: int) -> list[int]:
+    """Progress values up to `last`, which is reported itself (the value a failure or stall shows).
+
+    Values just below it are skipped so the backend does not see e.g. 59 then 60.
+    """
+    if last <= 0:
+        return []
+    return [v for v in values if v < last - 2] + [last]
+
+
 def plan_task(
     scenario: Scenario,
     *,
@@ -118,6 +128,8 @@ def plan_task(
         mixed_stream=cls["mixed_stream"],
         audio_only=cls["audio_only"],
         whiteboard=cls["whiteboard"],
+        mix_model_id=cls["mix_model_id"],
+        audio_participants=cls["audio_participants"],
     )
     recording = generate_recording(spec, room_id=room_id, rng=rng)
     # The class ended a little before the recording was requested.
@@ -129,10 +141,10 @@ def plan_task(
     values = _progress_values(rng, proc["progress_steps"], proc["jitter"])
     failed = outcome["result"] == "failure"
     if failed:
-        values = [v for v in values if v <= outcome["fail_at"]]
+        values = _stop_at(values, outcome["fail_at"])
     stall_at = proc["stall_at"]
     if stall_at is not None:
-        values = [v for v in values if v <= stall_at]
+        values = _stop_at(values, stall_at)
     milestones = [(round(queued_until + processing_s * v / 100, 3), v) for v in values]
 
     finish_at: float | None
@@ -195,7 +207,7 @@ def plan_task(
         queued_until=queued_until,
         milestones=milestones,
         finish_at=finish_at,
-        outcome=("failure" if failed else "success") if finish_at else None,
+        outcome=("failure" if failed else "success") if finish_at is not None else None,
         error=error,
         result=result,
         events=events,
@@ -214,12 +226,16 @@ def _apply_quirks(raw: Raw, quirks: dict[str, Any], rng: random.Random) -> Raw:
     progress_idx = [i for i, item in enumerate(raw) if item[1] == payloads.PROGRESS_CHANGED]
     out = list(raw)
     # dropped-progress: never sent, but kept in the timeline so the dashboard can show it.
-    for k in _chosen(rng, len(progress_idx), quirks["drop_progress"]):
+    dropped = _chosen(rng, len(progress_idx), quirks["drop_progress"])
+    if len(dropped) == len(progress_idx) > 1:
+        dropped.discard(rng.choice(sorted(dropped)))  # "some" are dropped: one still arrives
+    for k in dropped:
         at, et, data, _ = out[progress_idx[k]]
         out[progress_idx[k]] = (at, et, data, "dropped")
     mode = quirks["out_of_order"]
     sendable = [i for i in progress_idx if out[i][3] != "dropped"]
     if mode == "swap" and len(sendable) >= 2:
+        # The earlier (lower) progress goes out at the later one's time, and vice versa.
         k = rng.randrange(len(sendable) - 1)
         a, b = sendable[k], sendable[k + 1]
         out[a], out[b] = (
@@ -229,11 +245,10 @@ def _apply_quirks(raw: Raw, quirks: dict[str, Any], rng: random.Random) -> Raw:
     elif mode == "after_finished" and sendable and out[-1][1] == payloads.FINISHED:
         i = sendable[-1]
         out[i] = (out[-1][0] + 1.0, *out[i][1:3], "out of order: after Finished")
+    live = [i for i, item in enumerate(out) if item[3] != "dropped"]
     duplicates = []
-    for k in _chosen(rng, len(out), quirks["duplicate"]):
-        at, et, data, note = out[k]
-        if note == "dropped":
-            continue
+    for k in _chosen(rng, len(live), quirks["duplicate"]):
+        at, et, data, _ = out[live[k]]
         later = [x[0] for x in out if x[0] > at]
         gap = min(1.0, (min(later) - at) / 2) if later else 1.0
         duplicates.append((round(at + gap, 3), et, data, "duplicate"))
