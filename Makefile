@@ -24,8 +24,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check emulator tests
 	$(BIN)/mypy
 
+# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 test: lint
-	$(BIN)/python -m pytest -q -n 2
+	@$(BIN)/python -m pytest -q -n 2; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
