@@ -126,6 +126,10 @@ class Delivery:
     redelivery_of: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Delivery:
+        return _build(cls, raw)
+
     @property
     def body(self) -> dict[str, Any]:
         """The callback envelope that was sent, parsed."""
