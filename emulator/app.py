@@ -15,6 +15,7 @@ from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint
 from emulator.config import Settings
 from emulator.control import create_control_blueprint
 from emulator.errors import EmulatorError, PayloadTooLarge, Unauthorized
+from emulator.openapi import create_openapi_blueprint
 from emulator.service import Emulator
 
 log = logging.getLogger("tiw_emulator")
@@ -42,6 +43,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start: boo
         )
 
     app.register_blueprint(create_control_blueprint())
+    app.register_blueprint(create_openapi_blueprint())
     app.register_blueprint(create_cloudapi_blueprint(EmulatorCloudBackend(emu), cloud_settings))
     _install_auth(app, settings)
     _install_error_handlers(app)

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from emulator.cloudapi import errors as cloud_errors
-from emulator.errors import RoomBusy, TaskNotFound
+from emulator.errors import InvalidInput, RoomBusy, TaskNotFound
 from emulator.service import Emulator
 from emulator.signing import mask
 
@@ -26,6 +26,7 @@ class EmulatorCloudBackend:
         group_id: str | None,
         mix_stream: dict[str, Any] | None,
         whiteboard: dict[str, Any] | None,
+        request_id: str,
     ) -> str:
         params: dict[str, Any] = {}
         if mix_stream and mix_stream.get("Enabled"):
@@ -37,6 +38,7 @@ class EmulatorCloudBackend:
                 sdk_app_id=sdk_app_id,
                 params=params or None,
                 source="cloudapi",
+                request_id=request_id,
             )
         except RoomBusy as busy:
             raise cloud_errors.task_concurrency(room_id, busy.details["task_id"]) from None
@@ -47,7 +49,7 @@ class EmulatorCloudBackend:
             task = self._emu.get_task(task_id, with_events=False)
         except TaskNotFound:
             raise cloud_errors.task_not_found(task_id) from None
-        if task["sdk_app_id"] != sdk_app_id:
+        if task["sdk_app_id"] != sdk_app_id:  # tasks belong to their SdkAppId
             raise cloud_errors.task_not_found(task_id)
         status = "finished" if task["status"] == "cancelled" else task["status"]
         out: dict[str, Any] = {
@@ -85,3 +87,21 @@ class EmulatorCloudBackend:
 
     def new_request_id(self) -> str:
         return str(uuid.uuid4())
+
+
+def list_cloud_calls(
+    emu: Emulator, *, action: str | None = None, task_id: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Logged cloud API calls, oldest first (the newest `limit`), optionally filtered.
+
+    Records hold no secrets: the SecretId is stored masked and keys are never logged.
+    """
+    if limit < 1:
+        raise InvalidInput("limit", "must be at least 1")
+    sql, args = "SELECT id, record FROM cloud_calls WHERE 1=1", list[Any]()
+    if action is not None:
+        sql, args = sql + " AND action = ?", [*args, action]
+    if task_id is not None:
+        sql, args = sql + " AND json_extract(record, '$.task_id') = ?", [*args, task_id]
+    rows = emu.store.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+    return [{"id": r["id"], **json.loads(r["record"])} for r in reversed(rows)]

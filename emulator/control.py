@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from emulator import qa
+from emulator.cloud_backend import list_cloud_calls
 from emulator.errors import InvalidInput, InvalidJson, UnknownField
 from emulator.scenarios import SCHEMA
 from emulator.service import Emulator
@@ -182,6 +183,11 @@ def create_control_blueprint() -> Blueprint:
     def delete_rule(rule_id: int) -> tuple[str, int]:
         qa.delete_rule(emulator(), rule_id)
         return "", 204
+
+    @bp.get("/api/cloud-calls")
+    def cloud_calls() -> Response:
+        args = query_args({"action": str, "task_id": str, "limit": int})
+        return jsonify(cloud_calls=list_cloud_calls(emulator(), **args))
 
     @bp.post("/api/reset")
     def reset() -> Response:

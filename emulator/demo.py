@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from emulator.config import Settings
+from emulator.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 
 DEMO_SCENARIOS = ("success", "transcode-failure", "duplicate-callbacks", "bad-signature")
 DEMO_KEY = "tiwDemoCallbackKey"
@@ -43,6 +43,19 @@ def _describe(delivery: dict[str, Any]) -> str:
     else:
         text = f"failed: {delivery['error']}"
     return f"{text} ({delivery['duration_ms']:.1f} ms, attempt {delivery['attempt']})"
+
+
+def cloud_credentials(settings: Settings) -> str:
+    """The SecretId/SecretKey line: the public demo pair in full, a user's pair masked."""
+    from emulator.cloudapi.views import mask_secret
+    from emulator.signing import mask
+
+    if not settings.verify_signature:
+        return "(signatures not checked: any SecretId/SecretKey)"
+    sid, key = settings.secret_id, settings.secret_key
+    if (sid, key) == (DEMO_SECRET_ID, DEMO_SECRET_KEY):
+        return f"SecretId {sid}  SecretKey {key}  (public demo pair)"
+    return f"SecretId {mask_secret(sid)}  SecretKey {mask(key)}  (as configured)"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -135,6 +148,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  deliveries {server.url}/api/deliveries\n  received   {backend.url}/received",
         flush=True,
     )
+    print(f"  cloud API  {server.url}/  {cloud_credentials(base)}", flush=True)
     try:
         if not args.exit:
             print("\n  Ctrl-C to stop.", flush=True)

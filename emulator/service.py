@@ -135,6 +135,7 @@ class Emulator:
         seed: int | None = None,
         params: Mapping[str, Any] | None = None,
         source: str = "control",
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
         callback_url = validate_callback_url(callback_url)
@@ -170,6 +171,7 @@ class Emulator:
                 callback_url,
                 source,
                 plan,
+                request_id,
             )
         return self.get_task(task_id)
 
@@ -223,13 +225,14 @@ class Emulator:
         callback_url: str | None,
         source: str,
         plan: Plan,
+        request_id: str | None = None,
     ) -> None:
         first_id = self.store.max_id("events") + 1
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
                 "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
-                " callback_url, source, created_at, created_wall, finish_at, plan)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " callback_url, source, request_id, created_at, created_wall, finish_at, plan)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     task_id,
                     room_id,
@@ -240,6 +243,7 @@ class Emulator:
                     json.dumps(params),
                     callback_url,
                     source,
+                    request_id,
                     plan.created_at,
                     self.clock.wall(),
                     plan.finish_at,
@@ -321,6 +325,7 @@ class Emulator:
             "params": json.loads(row["params"]),
             "callback_url": row["callback_url"],
             "source": row["source"],
+            "request_id": row["request_id"],  # the cloud API call that created it, if any
         }
 
     def list_tasks(

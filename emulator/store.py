@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, room_id INTEGER NOT NULL, group_id TEXT NOT NULL,
     sdk_app_id INTEGER NOT NULL, scenario TEXT NOT NULL, seed INTEGER NOT NULL,
-    params TEXT NOT NULL, callback_url TEXT, source TEXT NOT NULL,
+    params TEXT NOT NULL, callback_url TEXT, source TEXT NOT NULL, request_id TEXT,
     created_at REAL NOT NULL, created_wall REAL NOT NULL, finish_at REAL,
     cancelled_at REAL, plan TEXT NOT NULL
 );
@@ -64,6 +64,9 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(tasks)")}
+        if "request_id" not in columns:  # databases from before cloud API request ids
+            self._conn.execute("ALTER TABLE tasks ADD COLUMN request_id TEXT")
         self._pending: list[tuple[str, Sequence[Any]]] = []
         self._pending_lock = threading.Lock()
 

@@ -46,6 +46,7 @@ class FakeBackend:
         group_id: str | None,
         mix_stream: dict[str, Any] | None,
         whiteboard: dict[str, Any] | None,
+        request_id: str,
     ) -> str:
         if self.explode:
             raise RuntimeError("database is locked")
@@ -60,6 +61,7 @@ class FakeBackend:
                 "group_id": group_id,
                 "mix_stream": mix_stream,
                 "whiteboard": whiteboard,
+                "request_id": request_id,
             }
         )
         self.tasks[task_id] = {
@@ -225,6 +227,7 @@ def test_typed_create_reaches_the_backend_with_typed_params(emu: Emulator, metho
             "group_id": "8000",
             "mix_stream": {"Enabled": True, "ModelId": 1},
             "whiteboard": {"Width": 1280, "Height": 960},
+            "request_id": resp.RequestId,
         }
     ]
 
@@ -236,6 +239,7 @@ def test_call_json_shows_default_extras(emu: Emulator, method: str) -> None:
     task_id = created["Response"]["TaskId"]
     assert set(created["Response"]) == {"TaskId", "RequestId"}
     assert emu.backend.created[0]["group_id"] is None
+    assert emu.backend.created[0]["request_id"] == created["Response"]["RequestId"]
 
     described = client.call_json("DescribeOfflineRecord", {"SdkAppId": APP, "TaskId": task_id})
     assert described["Response"] == {

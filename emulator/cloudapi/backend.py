@@ -19,8 +19,9 @@ class CloudBackend(Protocol):
         group_id: str | None,
         mix_stream: dict[str, Any] | None,
         whiteboard: dict[str, Any] | None,
+        request_id: str,
     ) -> str:
-        """Create a task and return its TaskId.
+        """Create a task and return its TaskId; `request_id` is this call's RequestId.
 
         Raises LimitExceeded.TaskConcurrency (`errors.task_concurrency`) when the room and
         SdkAppId already have an unfinished task. `group_id` is None when absent or empty.

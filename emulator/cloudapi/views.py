@@ -130,7 +130,7 @@ def _process(
     record["params"] = typed
     if action == "DescribeOfflineRecord":
         record["task_id"] = typed["TaskId"]
-    fields = _call_backend(backend, action, typed)
+    fields = _call_backend(backend, action, typed, record["request_id"])
     if action == "CreateOfflineRecord":
         record["task_id"] = fields["TaskId"]
     return fields if settings.fidelity != "strict" else {}
@@ -193,7 +193,9 @@ def _json_params(body: bytes) -> Any:
     return parsed
 
 
-def _call_backend(backend: CloudBackend, action: str, typed: dict[str, Any]) -> dict[str, Any]:
+def _call_backend(
+    backend: CloudBackend, action: str, typed: dict[str, Any], request_id: str
+) -> dict[str, Any]:
     sdk_app_id: int = typed["SdkAppId"]
     if action == "CreateOfflineRecord":
         task_id = backend.create_offline_record(
@@ -202,6 +204,7 @@ def _call_backend(backend: CloudBackend, action: str, typed: dict[str, Any]) -> 
             group_id=typed.get("GroupId") or None,
             mix_stream=typed.get("MixStream"),
             whiteboard=typed.get("Whiteboard"),
+            request_id=request_id,
         )
         return {"TaskId": task_id}
     if action == "DescribeOfflineRecord":
