@@ -286,9 +286,7 @@ def _complete(doc: Mapping[str, Any]) -> dict[str, Any]:
 def _check_param(key: str, value: Any, schema: Mapping[str, Any]) -> None:
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(value)
-    )
+    error = next(jsonschema.Draft202012Validator(schema).iter_errors(value), None)
     if error is not None:
         reason = _explain(error, field=key)
         raise ScenarioInvalid(
