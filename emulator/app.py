@@ -14,6 +14,7 @@ from emulator.cloud_backend import EmulatorCloudBackend
 from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint
 from emulator.config import Settings
 from emulator.control import create_control_blueprint
+from emulator.dashboard import create_dashboard_blueprint
 from emulator.errors import EmulatorError, PayloadTooLarge, Unauthorized
 from emulator.openapi import create_openapi_blueprint
 from emulator.service import Emulator
@@ -45,6 +46,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start: boo
     app.register_blueprint(create_control_blueprint())
     app.register_blueprint(create_openapi_blueprint())
     app.register_blueprint(create_cloudapi_blueprint(EmulatorCloudBackend(emu), cloud_settings))
+    app.register_blueprint(create_dashboard_blueprint())
     _install_auth(app, settings)
     _install_error_handlers(app)
     return app
@@ -60,7 +62,11 @@ def _install_auth(app: Flask, settings: Settings) -> None:
     def require_token() -> Response | None:
         if not settings.token or request.path == "/healthz" or request.path == "/":
             return None  # the cloud API at / has its own TC3 signature
+        if request.path.startswith("/ui/static/"):
+            return None  # the dashboard's own HTML/CSS/JS: no data in it
         given = request.headers.get("Authorization", "")
+        if (request.path == "/ui" or request.path.startswith("/ui/")) and "token" in request.args:
+            given = f"Bearer {request.args['token']}"  # a page link or EventSource: no headers
         if hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
             return None
         err = Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'")
