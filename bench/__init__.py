@@ -1,0 +1,1 @@
+"""Benchmarks for SPEC section 8: `python -m bench`."""
