@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -450,3 +451,14 @@ def test_demo_prints_the_public_pair_but_masks_a_users() -> None:
     assert "mySuperSecretKey" not in own and "AKIDmineMine1234" not in own
     assert "AKID****1234" in own
     assert "any SecretId" in cloud_credentials(Settings(verify_signature=False))
+
+
+def test_readme_example_runs(make_emulator: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- section:cloudapi -->")[1].split("<!-- /section:cloudapi -->")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    running = make_emulator()
+    exec(code.replace("127.0.0.1:8765", running.url.removeprefix("http://")), {})
+    assert capsys.readouterr().out == "queued 0\n"
+    assert [c["code"] for c in calls(running)] == [None, None, None, None]
+    assert running.emu.app_callback(APP) == "http://127.0.0.1:8000/tiw/callback"
