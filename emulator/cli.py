@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     from emulator import demo
 
     demo.register(sub)
+    from emulator import cli_tools
+
+    cli_tools.register(sub)
     return parser
 
 
