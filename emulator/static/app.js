@@ -1,5 +1,5 @@
 // tiw-emulator dashboard: vanilla JS over the control API, live through Server-Sent Events.
-// All server data goes into the page through textContent / attributes, never innerHTML.
+// All server data goes into the page as text nodes / attributes, never parsed as HTML.
 "use strict";
 
 (function () {
