@@ -19,9 +19,17 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
+from emulator.errors import EmulatorError
 from emulator.service import Emulator
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+class TooManyStreams(EmulatorError):
+    """Every stream slot is taken: the page falls back to polling and retries the stream later."""
+
+    status = 503
+    code = "too_many_streams"
 
 
 class DeliveryFeed:
@@ -94,8 +102,14 @@ def create_dashboard_blueprint(
     stream_lifetime_s: float = 60.0,
     heartbeat_s: float = 5.0,
     queue_size: int = 512,
+    max_streams: int = 4,
 ) -> Blueprint:
-    """The dashboard at /ui/ with its assets at /ui/static/ and the live stream at /ui/events."""
+    """The dashboard at /ui/ with its assets at /ui/static/ and the live stream at /ui/events.
+
+    At most `max_streams` streams are open at once (each holds a server thread; waitress has 8),
+    so a dozen open tabs cannot starve the control API.
+    """
+    slots = threading.BoundedSemaphore(max_streams)
     bp = Blueprint(
         "dashboard",
         __name__,
@@ -113,6 +127,19 @@ def create_dashboard_blueprint(
     @bp.get("/events")
     def events() -> Response:
         emu: Emulator = current_app.extensions["tiw_emulator"]
+        if not slots.acquire(blocking=False):
+            raise TooManyStreams(
+                f"all {max_streams} live streams are in use (one per open dashboard tab);"
+                " the page keeps polling and retries",
+                details={"max_streams": max_streams},
+            )
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                slots.release()
+
         disconnected = request.environ.get("waitress.client_disconnected")
 
         def client_gone() -> bool:
@@ -133,6 +160,7 @@ def create_dashboard_blueprint(
                 unsubscribe()
 
         response = Response(body(), mimetype="text/event-stream")
+        response.call_on_close(release)  # the server closes every body, started or not
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Accel-Buffering"] = "no"
         return response

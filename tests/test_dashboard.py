@@ -83,6 +83,21 @@ def test_query_token_is_only_for_the_dashboard(token_client: Any) -> None:
     assert authorised.status_code == 200
 
 
+def test_streams_are_capped_so_tabs_cannot_starve_the_api(client: Any) -> None:
+    client.application.register_blueprint(
+        create_dashboard_blueprint(max_streams=1), name="one_ui", url_prefix="/one"
+    )
+    first = client.get("/one/events", buffered=False)
+    assert first.status_code == 200
+    refused = client.get("/one/events")
+    assert refused.status_code == 503
+    assert refused.get_json()["error"]["code"] == "too_many_streams"
+    first.close()  # a closed stream frees its slot
+    again = client.get("/one/events", buffered=False)
+    assert again.status_code == 200
+    again.close()
+
+
 # -- the stream, as a generator ----------------------------------------------------------------
 
 
@@ -216,3 +231,4 @@ def test_readme_states_the_stream_defaults() -> None:
     defaults = inspect.signature(create_dashboard_blueprint).parameters
     assert f"every {defaults['heartbeat_s'].default:g} s" in " ".join(section.split())
     assert f"after {defaults['stream_lifetime_s'].default:g} s" in " ".join(section.split())
+    assert f"At most {defaults['max_streams'].default} streams" in " ".join(section.split())

@@ -378,15 +378,26 @@
     source.addEventListener("resync", scheduleRefresh);
     source.addEventListener("delivery", scheduleRefresh);
     source.onerror = () => {
-      // A stream ends every minute by design; EventSource reconnects unless it gave up (CLOSED).
-      setLive(source.readyState === EventSource.CLOSED ? "offline" : "connecting");
-      if (source.readyState === EventSource.CLOSED) setTimeout(connectStream, 5000);
+      // A stream ends every minute by design and EventSource reconnects by itself. It gives up
+      // (CLOSED) on an error status, e.g. 503 when every stream slot is taken: poll meanwhile.
+      if (source.readyState === EventSource.CLOSED) {
+        setLive("polling");
+        setTimeout(connectStream, 5000);
+      } else {
+        setLive("connecting");
+      }
     };
   }
 
   async function poll() {
     if (!document.hidden) {
-      try { await refreshAll(); } catch (err) { setLive("offline"); }
+      try {
+        await refreshAll();
+        const open = state.source && state.source.readyState === EventSource.OPEN;
+        setLive(open ? "live" : "polling");
+      } catch (err) {
+        setLive("offline");
+      }
     }
     setTimeout(poll, POLL_MS);
   }
