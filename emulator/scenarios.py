@@ -393,7 +393,8 @@ def load_file(path: Path) -> Scenario:
         raise ScenarioInvalid(
             f"{path}: cannot read: {exc.strerror}", details={"source": str(path)}
         ) from None
-    scenario = parse_scenario(doc, source=str(path))
+    builtin = path.resolve().parent == BUILTIN_DIR
+    scenario = parse_scenario(doc, source="builtin" if builtin else str(path), where=str(path))
     if scenario.name != path.stem:
         raise ScenarioInvalid(
             f"{path}: name: {scenario.name!r} must match the file name {path.stem!r}",
@@ -444,8 +445,10 @@ class Catalogue:
                 return self._user.pop(name)
             known = [*self._builtin, *self._user]
         if name in known:
+            source = self._builtin[name].source
+            what = "a built-in scenario" if source == "builtin" else f"loaded from {source}"
             raise ScenarioInvalid(
-                f"{name!r} is a built-in scenario and cannot be deleted", details={"scenario": name}
+                f"{name!r} is {what} and cannot be deleted", details={"scenario": name}
             )
         raise ScenarioNotFound(name, known)
 

@@ -48,7 +48,9 @@ def test_ad_hoc_event_goes_to_its_own_url_verbatim(emulator: Any, receiver: Rece
         (got,) = other.received
     assert receiver.received == []
     assert (
-        got.path.endswith("?via=adhoc") and got.json["EventData"] == data and got.json["SdkAppId"] == 1400000042
+        got.path.endswith("?via=adhoc")
+        and got.json["EventData"] == data
+        and got.json["SdkAppId"] == 1400000042
     )
     assert "录制对时信息获取失败".encode() in got.body
 

@@ -1,7 +1,8 @@
-"""The built-in catalogue: every scenario file loads, and each shows its defining behaviour on the wire."""
+"""The built-in catalogue: every file loads, and each scenario shows its behaviour on the wire."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def test_out_of_order_progress_arrives_after_a_later_one(
 ) -> None:
     play(emulator, "out-of-order", seed=seed)
     values = progress_values(receiver)
-    assert any(later < earlier for earlier, later in zip(values, values[1:], strict=False))
+    assert any(later < earlier for earlier, later in itertools.pairwise(values))
     assert sorted(values) != values
     assert receiver.events()[-1]["EventType"] == FINISHED
 
@@ -236,7 +237,7 @@ def test_progress_as_string(emulator: Any, receiver: Receiver, seed: int) -> Non
     play(emulator, "progress-as-string", seed=seed)
     values = progress_values(receiver)
     assert values and all(isinstance(v, str) and v.isdigit() for v in values)
-    raw = [r.body for r in receiver.received if r.event_type == PROGRESS][0]
+    raw = next(r.body for r in receiver.received if r.event_type == PROGRESS)
     assert f'"Progress":"{values[0]}"'.encode() in raw
     assert finished_data(receiver)["Progress"] == 100
 

@@ -1,4 +1,4 @@
-"""docs/scenarios.md cannot drift: its examples, field table and schema are regenerated and compared.
+"""docs/scenarios.md cannot drift: examples, field table and schema are regenerated and compared.
 
 To refresh the doc after changing a scenario: TIW_UPDATE_DOCS=1 pytest tests/test_scenarios_docs.py
 """
@@ -73,8 +73,7 @@ def catalogue_region(emulator: Any, receiver: Receiver) -> str:
         bodies = received(emulator, receiver, scenario.name)
         examples = "\n".join(show(b) for b in bodies)
         parts.append(
-            f"### `{scenario.name}`\n\n{scenario.description}\n\n"
-            f"```json\n{examples}\n```\n"
+            f"### `{scenario.name}`\n\n{scenario.description}\n\n```json\n{examples}\n```\n"
         )
     return "\n".join(parts)
 

@@ -1,4 +1,4 @@
-"""Error outcomes and per-task params: every catalogued error reaches the backend; params are checked."""
+"""Error outcomes and per-task params: each catalogued error reaches the backend; params checked."""
 
 from __future__ import annotations
 

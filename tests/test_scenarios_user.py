@@ -1,4 +1,4 @@
-"""User scenarios: the published schema, --scenarios DIR, POST/DELETE /api/scenarios, persistence."""
+"""User scenarios: the published schema, --scenarios DIR, POST/DELETE /api/scenarios, restarts."""
 
 from __future__ import annotations
 
