@@ -52,6 +52,9 @@ def test_scenarios_dir_adds_scenarios(
     listed = running.api("GET", "/api/scenarios/my-record-failure").json()
     assert listed["source"].endswith("my-record-failure.yaml")
     assert listed["description"] == MY_SCENARIO["description"]
+    refused = running.api("DELETE", "/api/scenarios/my-record-failure")
+    assert refused.status_code == 400 and "loaded from" in refused.json()["error"]["message"]
+    assert running.api("GET", "/api/scenarios/success").json()["source"] == "builtin"
     finish(running, "my-record-failure")
     (body,) = receiver.events()  # fail_at 0: no progress at all, just the failure
     assert body["EventData"]["Error"]["Code"] == "FailedOperation.Record"
