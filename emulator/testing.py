@@ -146,7 +146,8 @@ class ServedEmulator:
 
     def start(self) -> ServedEmulator:
         self.receiver.start()
-        self.settings.setdefault("callback_url", self.receiver.url)
+        if not self.settings.get("callback_url"):
+            self.settings["callback_url"] = self.receiver.url
         self.app = create_app(self.settings)
         self.emu: Emulator = get_emulator(self.app)
         self.defaults: RuntimeConfig = self.emu.config()
