@@ -13,6 +13,7 @@ Runs standalone (`python bench/plugin_startup.py [reps]`); `make bench` reads it
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -84,10 +85,12 @@ def main() -> None:
     resets = reset_ms(reps * 10)
     result = {
         "session_start_cold_ms": round(statistics.median(cold), 1),
+        "session_start_cold_min_ms": round(min(cold), 1),
         "session_start_ms": round(statistics.median(warm), 2),
         "per_test_reset_ms": round(statistics.median(resets), 3),
         "per_test_reset_p95_ms": round(sorted(resets)[int(len(resets) * 0.95) - 1], 3),
         "reps": {"cold": len(cold), "warm": len(warm), "reset": len(resets)},
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "goals_met": statistics.median(cold) < 500 and statistics.median(resets) < 5,
     }
     print(json.dumps(result))
