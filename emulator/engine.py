@@ -14,15 +14,15 @@ import contextlib
 import heapq
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from emulator import payloads
 from emulator.clock import ClockMode, EmulatedClock
 from emulator.config import RuntimeConfig
+from emulator.sender import Sender, SendError
 from emulator.signing import SignMode
 from emulator.store import Store
 
@@ -30,6 +30,44 @@ MAX_LOGGED_RESPONSE = 65536
 HEADERS = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tiw-emulator"}
 
 Listener = Callable[[dict[str, Any]], None]
+
+SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = ?"
+SQL_SETTLED = "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?"
+SQL_ATTEMPT = (
+    "INSERT INTO deliveries (id, event_id, task_id, event_type, attempt, url, request_body,"
+    " status_code, response_body, error, started_at, duration_ms, ok, emulated_at, redelivery_of)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+DELIVERY_KEYS = (
+    "id",
+    "event_id",
+    "task_id",
+    "event_type",
+    "attempt",
+    "url",
+    "request_body",
+    "status_code",
+    "response_body",
+    "error",
+    "started_at",
+    "duration_ms",
+    "ok",
+    "emulated_at",
+    "redelivery_of",
+)
+
+
+class _Wave:
+    """Counts down the events one advance() fired; `done` resolves when all have settled."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.remaining = 0
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def settle(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0 and not self.done.done():
+            self.done.set_result(None)
 
 
 @dataclass
@@ -66,14 +104,17 @@ class Engine:
         self._per_backend = connections_per_backend
         self._heap: list[tuple[float, int]] = []
         self._pending: dict[int, Outgoing] = {}
-        self._chains: dict[str, asyncio.Future[Any]] = {}
+        self._queues: dict[str, deque[tuple[Outgoing, _Wave | None]]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._gates: dict[str, asyncio.Semaphore] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._epoch = 0
         self._next_delivery_id = store.max_id("deliveries")
         self._listeners: list[Listener] = []
         self._loop = asyncio.new_event_loop()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Any = None  # aiohttp.ClientSession, opened at the first https callback
+        self._sender = Sender(HEADERS)
         self._thread = threading.Thread(target=self._run, name="tiw-engine", daemon=True)
         self._ready = threading.Event()
 
@@ -91,25 +132,28 @@ class Engine:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._open_session())
         self._ready.set()
         self._loop.run_forever()
         self._loop.close()
 
-    async def _open_session(self) -> None:
+    def _https_session(self) -> Any:
+        import aiohttp  # imported lazily: only https callbacks need it, and it is slow to import
+
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_backend),
             trust_env=False,  # callbacks go straight to the backend, never through a proxy
             skip_auto_headers=("User-Agent",),
         )
+        return self._session
 
     async def _shutdown(self) -> None:
         if self._timer:
             self._timer.cancel()
-        chains = list(self._chains.values())
-        for task in chains:
+        workers = list(self._workers)
+        for task in workers:
             task.cancel()
-        await asyncio.gather(*chains, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._sender.close()
         if self._session:
             await self._session.close()
         self._loop.call_soon(self._loop.stop)
@@ -184,32 +228,57 @@ class Engine:
         event = self._pending.get(event_id)
         return event is not None and event.state == "scheduled" and event.due_at == due
 
-    def _fire_due(self, now: float) -> list[asyncio.Future[Any]]:
-        fired = []
-        while self._heap and self._heap[0][0] <= now + 1e-9:
-            due, event_id = heapq.heappop(self._heap)
-            if self._is_live(due, event_id):
-                fired.append(self._dispatch(self._pending[event_id]))
+    def _fire_due(self, now: float, wave: _Wave | None = None) -> int:
+        fired = 0
+        heap, pending = self._heap, self._pending
+        while heap and heap[0][0] <= now + 1e-9:
+            due, event_id = heapq.heappop(heap)
+            event = pending.get(event_id)
+            if event is not None and event.state == "scheduled" and event.due_at == due:
+                self._dispatch(event, wave)
+                fired += 1
         return fired
 
-    def _dispatch(self, event: Outgoing) -> asyncio.Future[Any]:
+    def _dispatch(self, event: Outgoing, wave: _Wave | None) -> None:
+        """Queue the event behind its task's earlier callbacks; one worker drains each queue."""
         event.state = "delivering"
-        self._store.defer("UPDATE events SET state = 'delivering' WHERE id = ?", (event.id,))
+        self._store.defer(SQL_DELIVERING, (event.id,))
+        if wave is not None:
+            wave.remaining += 1
         key = event.task_id or f"adhoc-{event.id}"
-        task = self._loop.create_task(self._deliver(event, self._chains.get(key), self._epoch))
-        self._chains[key] = task
-        task.add_done_callback(
-            lambda t: self._chains.pop(key, None) if self._chains.get(key) is t else None
-        )
-        return task
-
-    async def _deliver(
-        self, event: Outgoing, previous: asyncio.Future[Any] | None, epoch: int
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # keep the task's own order; never inherit its errors
-        if epoch != self._epoch or event.state != "delivering":
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.append((event, wave))
             return
+        queue = self._queues[key] = deque([(event, wave)])
+        worker = self._loop.create_task(self._drain(key, queue, self._epoch))
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    async def _drain(
+        self, key: str, queue: deque[tuple[Outgoing, _Wave | None]], epoch: int
+    ) -> None:
+        """Send a task's queued callbacks one after another, in the order they fell due."""
+        try:
+            while queue:
+                event, wave = queue[0]
+                try:
+                    if epoch == self._epoch and event.state == "delivering":
+                        # A failure here must not stop the task's later callbacks.
+                        with contextlib.suppress(Exception):
+                            await self._deliver(event, epoch)
+                finally:
+                    queue.popleft()
+                    if wave is not None:
+                        wave.settle()
+        finally:
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+            for _, wave in queue:  # cancelled (shutdown): release anyone waiting
+                if wave is not None:
+                    wave.settle()
+
+    async def _deliver(self, event: Outgoing, epoch: int) -> None:
         delivery = await self._attempt(event, epoch, None)
         if epoch != self._epoch or event.state != "delivering":
             return
@@ -228,7 +297,7 @@ class Engine:
         if event.state != "scheduled":
             self._pending.pop(event.id, None)
         self._store.defer(
-            "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?",
+            SQL_SETTLED,
             (event.state, event.attempts, event.due_at, delivery["request_body"], event.id),
         )
 
@@ -237,29 +306,32 @@ class Engine:
     ) -> dict[str, Any]:
         cfg = self._config()
         url = event.callback_url or self._resolve_url(event)
-        body = payloads.envelope_bytes(
-            event.event_type,
-            event.data_json,
-            sdk_app_id=event.sdk_app_id,
-            timestamp=int(self._clock.wall()),
-            callback_key=cfg.callback_key,
-            ttl_s=cfg.sign_ttl_s,
-            sign_mode=event.sign_mode,
-        )
         event.attempts += 1
-        # A manual advance jumps the clock to its target; the attempt happened at its due time.
-        manual = self._clock.mode is ClockMode.MANUAL
-        emulated_at = event.due_at if manual else self._clock.now()
-        started_wall = self._clock.wall()
-        started = time.perf_counter()
         status: int | None = None
         response: str | None = None
         error: str | None = None
         if url is None:
             error = "no callback URL configured: set callback_url in /api/config or on the task"
-        else:
-            status, response, error = await self._post(url, body, cfg)
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        # Wait for a free connection to this backend first: the timeout covers the attempt
+        # itself, never the queue in front of a busy backend (which would cause false retries).
+        async with self._gate(url):
+            # A manual advance jumps the clock to its target; the attempt happened at its due time.
+            manual = self._clock.mode is ClockMode.MANUAL
+            emulated_at = event.due_at if manual else self._clock.now()
+            started_wall = self._clock.wall()
+            body = payloads.envelope_bytes(
+                event.event_type,
+                event.data_json,
+                sdk_app_id=event.sdk_app_id,
+                timestamp=int(started_wall),
+                callback_key=cfg.callback_key,
+                ttl_s=cfg.sign_ttl_s,
+                sign_mode=event.sign_mode,
+            )
+            started = time.perf_counter()
+            if url is not None:
+                status, response, error = await self._post(url, body, cfg)
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
         ok = status == 200 and (not cfg.strict_ack or _acknowledged(response))
         if status == 200 and not ok:
             error = 'strict_ack: response body is not {"error_code": 0}'
@@ -282,56 +354,41 @@ class Engine:
             "redelivery_of": redelivery_of,
         }
         if epoch == self._epoch:
-            self._store.defer(
-                "INSERT INTO deliveries (id, event_id, task_id, event_type, attempt, url,"
-                " request_body, status_code, response_body, error, started_at, duration_ms, ok,"
-                " emulated_at, redelivery_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                tuple(
-                    delivery[k]
-                    for k in (
-                        "id",
-                        "event_id",
-                        "task_id",
-                        "event_type",
-                        "attempt",
-                        "url",
-                        "request_body",
-                        "status_code",
-                        "response_body",
-                        "error",
-                        "started_at",
-                        "duration_ms",
-                        "ok",
-                        "emulated_at",
-                        "redelivery_of",
-                    )
-                ),
-            )
+            self._store.defer(SQL_ATTEMPT, tuple([delivery[k] for k in DELIVERY_KEYS]))
             for listener in list(self._listeners):
                 with contextlib.suppress(Exception):  # a broken listener must not stop deliveries
                     listener(delivery)
         return delivery
 
+    def _gate(self, url: str | None) -> asyncio.Semaphore:
+        """The connection limit of the backend `url` points at (scheme, host and port)."""
+        key = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Semaphore(self._per_backend)
+        return gate
+
     async def _post(
         self, url: str, body: bytes, cfg: RuntimeConfig
     ) -> tuple[int | None, str | None, str | None]:
-        assert self._session is not None
         try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers=HEADERS,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=cfg.timeout_s),
-            ) as resp:
-                raw = await resp.content.read(MAX_LOGGED_RESPONSE)
-                return resp.status, raw.decode("utf-8", errors="replace"), None
+            async with asyncio.timeout(cfg.timeout_s):
+                if url.startswith("http://"):
+                    status, raw = await self._sender.post(url, body)
+                else:
+                    status, raw = await self._post_https(url, body)
+            return status, raw[:MAX_LOGGED_RESPONSE].decode("utf-8", errors="replace"), None
         except TimeoutError:
             return None, None, f"timeout: no response within {cfg.timeout_s:g} s"
-        except aiohttp.ClientError as exc:
-            return None, None, f"{type(exc).__name__}: {exc}"
+        except SendError as exc:
+            return None, None, str(exc)
         except Exception as exc:  # e.g. an invalid URL; recorded, never raised into the loop
             return None, None, f"{type(exc).__name__}: {exc}"
+
+    async def _post_https(self, url: str, body: bytes) -> tuple[int, bytes]:
+        session = self._session or self._https_session()
+        async with session.post(url, data=body, headers=HEADERS, allow_redirects=False) as resp:
+            return resp.status, await resp.content.read(MAX_LOGGED_RESPONSE)
 
     async def _advance(self, seconds: float) -> dict[str, Any]:
         target = self._clock.advance(seconds)
@@ -339,11 +396,12 @@ class Engine:
             target = self._clock.now()
         fired = 0
         while True:
-            wave = self._fire_due(target)
-            if not wave:
+            wave = _Wave(self._loop)
+            count = self._fire_due(target, wave)
+            if not count:
                 break
-            fired += len(wave)
-            await asyncio.wait(wave)
+            fired += count
+            await wave.done
         self._rearm()
         return {"fired": fired, "now": round(self._clock.now(), 3)}
 
@@ -358,7 +416,7 @@ class Engine:
         self._epoch += 1
         self._heap.clear()
         self._pending.clear()
-        self._chains.clear()
+        self._queues.clear()
         self._next_delivery_id = 0
         self._rearm()
 
