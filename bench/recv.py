@@ -1,16 +1,19 @@
 """A benchmark receiver in its own process, and the handle the benchmarks use to drive it.
 
-`python -m bench.recv [--delay S] [--record]` serves emulator.receiver.Receiver on a free
-loopback port (printed on stdout), answers callbacks 200 {"error_code":0} (after `--delay`
-seconds, like a slow backend), and keeps counters. `--record` also keeps, per callback, a key
-(TaskId|EventType|Progress) and its arrival time (time.monotonic, which is system-wide, so the
-benchmark process can compare it with its own deadlines). GET /stats returns the counters (and
-the records with ?rows=1); GET /reset clears them.
+`python -m bench.recv [--delay S] [--record]` serves a minimal asyncio.Protocol HTTP/1.1
+receiver (the "raw asyncio" receiver of reference/http-baselines.md, so the receiver is not
+what limits the figures) on a free loopback port (printed on stdout), answers callbacks
+200 {"error_code":0} (after `--delay` seconds, like a slow backend), and keeps counters.
+`--record` also keeps, per callback, a key (TaskId|EventType|Progress) and its arrival
+time (time.monotonic, which is system-wide, so the benchmark process can compare it with its
+own deadlines). GET /stats returns the counters (and the records with ?rows=1);
+GET /reset clears them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import subprocess
@@ -18,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from emulator.receiver import Received, Receiver, Reply
+from emulator.receiver import Received, Reply
 
 
 def record_key(body: bytes) -> str:
@@ -63,20 +66,64 @@ class Counters:
         return Reply(delay_s=self.delay_s)
 
 
+class _Proto(asyncio.Protocol):
+    """Minimal HTTP/1.1 keep-alive server side: Content-Length bodies, replies in order."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                if line[:15].lower() == "content-length:":
+                    length = int(line[15:].strip())
+            if len(self.buf) < end + 4 + length:
+                return
+            body = bytes(self.buf[end + 4 : end + 4 + length])
+            del self.buf[: end + 4 + length]
+            method, path = [*head.split(" ", 2), "", ""][:2]
+            reply = self.counters.respond(Received(method, path, {}, body, time.monotonic()))
+            out = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d"
+                b"\r\n\r\n" % len(reply.body) + reply.body
+            )
+            assert self.transport is not None
+            if reply.delay_s:
+                asyncio.get_running_loop().call_later(reply.delay_s, self._write, out)
+            else:
+                self.transport.write(out)
+
+    def _write(self, out: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+
+async def _serve(counters: Counters) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Proto(counters), "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # run until the benchmark closes stdin
+    server.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.recv")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args(argv)
-    counters = Counters(args.delay, args.record)
-    receiver = Receiver(keep=False)
-    receiver.respond = counters.respond
-    receiver.start()
-    print(receiver.port, flush=True)
-    try:
-        sys.stdin.read()  # run until the benchmark closes our stdin
-    finally:
-        receiver.stop()
+    asyncio.run(_serve(Counters(args.delay, args.record)))
     return 0
 
 
