@@ -80,7 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     cfg = emu.config()
     print(f"tiw-emulator listening on {server.url}", flush=True)
-    print(f"  dashboard   {server.url}/ui/")
+    # The token is a secret: say how to use it rather than print it.
+    token_hint = "?token=<your --token>" if settings.token else ""
+    print(f"  dashboard   {server.url}/ui/{token_hint}")
     print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
     print(f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})")
     print(

@@ -144,7 +144,8 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{ok}/{len(sent)} attempts acknowledged"
         )
     print(
-        f"\n  dashboard  {server.url}/ui/\n  tasks      {server.url}/api/tasks\n"
+        f"\n  dashboard  {server.url}/ui/{'?token=<your --token>' if base.token else ''}\n"
+        f"  tasks      {server.url}/api/tasks\n"
         f"  deliveries {server.url}/api/deliveries\n  received   {backend.url}/received",
         flush=True,
     )
