@@ -31,6 +31,7 @@ HEADERS = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tiw
 
 Listener = Callable[[dict[str, Any]], None]
 
+TIMER_LEAD_S = 0.001
 SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = ?"
 SQL_SETTLED = "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?"
 SQL_ATTEMPT = (
@@ -215,12 +216,17 @@ class Engine:
         deadline = self._clock.deadline_for(due)
         if deadline is None:  # manual clock: only advance() fires events
             return
-        delay = max(0.0, deadline - self._clock.monotonic())
-        self._timer = self._loop.call_later(delay, self._on_timer)
+        # asyncio rounds its poll timeout up to whole milliseconds, so a timer set for the
+        # deadline fires up to 1 ms late: wake up to TIMER_LEAD_S early and finish exactly.
+        delay = max(0.0, deadline - self._clock.monotonic() - TIMER_LEAD_S)
+        self._timer = self._loop.call_later(delay, self._on_timer, deadline)
         self._timer_due = due
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, deadline: float) -> None:
         self._timer, self._timer_due = None, None
+        early = deadline - self._clock.monotonic()
+        if 0 < early <= TIMER_LEAD_S:
+            time.sleep(early)  # at most TIMER_LEAD_S; precise, unlike the poll timeout
         self._fire_due(self._clock.now())
         self._rearm()
 
