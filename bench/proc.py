@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 def serve_command() -> list[str]:
+    """The installed `tiw-emulator serve`; BENCH_SERVE_MODULE=1 runs the working tree's code."""
     script = Path(sys.executable).parent / "tiw-emulator"
-    if script.exists():
+    if script.exists() and not os.environ.get("BENCH_SERVE_MODULE"):
         return [str(script), "serve"]
     return [sys.executable, "-m", "emulator.cli", "serve"]
 
