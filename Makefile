@@ -20,8 +20,8 @@ serve: $(STAMP)
 	$(BIN)/tiw-emulator serve --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check emulator tests examples
-	$(BIN)/ruff format --check emulator tests examples
+	$(BIN)/ruff check emulator tests examples bench
+	$(BIN)/ruff format --check emulator tests examples bench
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
