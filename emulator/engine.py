@@ -27,7 +27,8 @@ from emulator.signing import SignMode
 from emulator.store import Store
 
 MAX_LOGGED_RESPONSE = 65536
-HEADERS = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tiw-emulator"}
+# JSON is UTF-8 by definition (RFC 8259); SPEC section 2 names the bare media type.
+HEADERS = {"Content-Type": "application/json", "User-Agent": "tiw-emulator"}
 
 Listener = Callable[[dict[str, Any]], None]
 
