@@ -148,6 +148,17 @@ def _schemas() -> dict[str, Schema]:
                 "callback_url": _NULL_STR,
                 "source": {"type": "string", "description": "control or cloudapi"},
                 "request_id": {**_NULL_STR, "description": "RequestId of the creating cloud call"},
+                "deliveries": _obj(
+                    {
+                        "attempts": {"type": "integer"},
+                        "failed_attempts": {"type": "integer"},
+                        "undelivered_events": {
+                            "type": "integer",
+                            "description": "events whose retries ran out without an ack",
+                        },
+                    },
+                    required=("attempts", "failed_attempts", "undelivered_events"),
+                ),
                 "events": {"type": "array", "items": _ref("TaskEvent")},
             },
             required=("task_id", "status", "progress", "source"),

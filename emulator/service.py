@@ -24,6 +24,16 @@ from emulator.store import Row, Store
 from emulator.timeline import Plan, plan_task
 
 TASK_STATUSES = ("queued", "processing", "finished", "cancelled")
+# A task row with how its callbacks fared, so a list shows a backend refusing them at a glance.
+TASK_SELECT = (
+    "SELECT t.*,"
+    " (SELECT COUNT(*) FROM deliveries d WHERE d.task_id = t.task_id) AS attempts,"
+    " (SELECT COUNT(*) FROM deliveries d WHERE d.task_id = t.task_id AND NOT d.ok)"
+    " AS failed_attempts,"
+    " (SELECT COUNT(*) FROM events e WHERE e.task_id = t.task_id AND e.state = 'failed')"
+    " AS undelivered_events"
+    " FROM tasks t"
+)
 
 
 class Emulator:
@@ -292,7 +302,7 @@ class Emulator:
         self.engine.schedule(outgoing)
 
     def get_task(self, task_id: str, *, with_events: bool = True) -> dict[str, Any]:
-        row = self.store.query_one("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+        row = self.store.query_one(TASK_SELECT + " WHERE t.task_id = ?", (task_id,))
         if row is None:
             raise TaskNotFound(task_id)
         task = self._task_view(row, self.clock.now())
@@ -326,6 +336,11 @@ class Emulator:
             "callback_url": row["callback_url"],
             "source": row["source"],
             "request_id": row["request_id"],  # the cloud API call that created it, if any
+            "deliveries": {
+                "attempts": row["attempts"],
+                "failed_attempts": row["failed_attempts"],
+                "undelivered_events": row["undelivered_events"],
+            },
         }
 
     def list_tasks(
@@ -338,14 +353,14 @@ class Emulator:
     ) -> list[dict[str, Any]]:
         if status is not None and status not in TASK_STATUSES:
             raise InvalidInput("status", f"must be one of {', '.join(TASK_STATUSES)}")
-        sql, args = "SELECT * FROM tasks WHERE 1=1", list[Any]()
+        sql, args = TASK_SELECT + " WHERE 1=1", list[Any]()
         if room_id is not None:
-            sql, args = sql + " AND room_id = ?", [*args, room_id]
+            sql, args = sql + " AND t.room_id = ?", [*args, room_id]
         if scenario is not None:
-            sql, args = sql + " AND scenario = ?", [*args, scenario]
+            sql, args = sql + " AND t.scenario = ?", [*args, scenario]
         now = self.clock.now()
         views = [
-            self._task_view(r, now) for r in self.store.query(sql + " ORDER BY rowid DESC", args)
+            self._task_view(r, now) for r in self.store.query(sql + " ORDER BY t.rowid DESC", args)
         ]
         return [v for v in views if status is None or v["status"] == status][:limit]
 

@@ -187,6 +187,12 @@ def test_failure_cancel_redeliver_and_callback_url_with_token(
     click(browser, "#delivery-rows tr:first-child button.redeliver")
     wait_until(browser, lambda d: len(css(d, "#delivery-rows tr")) == before + 1, "a redelivery")
     assert "500" in text_of(browser, "#delivery-rows tr[data-ok='false']:first-child")
+    wait_until(
+        browser,
+        lambda d: "1 failed attempt" in d.find_element(By.CSS_SELECTOR, row_selector(failing)).text,
+        "the refused attempt flagged on the task's row",
+    )
+    assert "failed attempt" not in text_of(browser, row_selector(ok_task))
 
     # Cancel a running task from the detail pane.
     pending = create_task_via_form(browser, "slow", 5003)

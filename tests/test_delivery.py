@@ -53,6 +53,10 @@ def test_non_200_is_retried_by_the_fast_policy(emulator: Any, receiver: Receiver
     assert all(r["status_code"] == 500 and r["response_body"] == "boom" for r in records)
     events = emulator.api("GET", f"/api/tasks/{task['task_id']}/events").json()["events"]
     assert events[0]["state"] == "failed" and events[0]["attempts"] == 3
+    summary = emulator.api("GET", f"/api/tasks/{task['task_id']}").json()["deliveries"]
+    assert summary == {"attempts": 3, "failed_attempts": 3, "undelivered_events": 1}
+    [listed] = emulator.api("GET", "/api/tasks").json()["tasks"]
+    assert listed["deliveries"] == summary
 
 
 def test_recovery_after_a_failure_acknowledges(emulator: Any, receiver: Receiver) -> None:
@@ -66,6 +70,8 @@ def test_recovery_after_a_failure_acknowledges(emulator: Any, receiver: Receiver
     task = _task(emulator, scenario="success", params={"progress_steps": 0})
     _advance(emulator, 86400)
     records = _deliveries(emulator, task["task_id"])
+    summary = emulator.api("GET", f"/api/tasks/{task['task_id']}").json()["deliveries"]
+    assert summary == {"attempts": 2, "failed_attempts": 1, "undelivered_events": 0}
     assert [(r["attempt"], r["status_code"], r["ok"]) for r in records] == [
         (1, 503, False),
         (2, 200, True),

@@ -202,6 +202,21 @@
     return task.status === "queued" || task.status === "processing";
   }
 
+  // A finished task whose backend refused its callbacks must not look all green.
+  function deliveryHealth(task) {
+    const d = task.deliveries;
+    if (!d) return null;
+    if (d.undelivered_events > 0) {
+      return el("span", { className: "health bad", title: "retries ran out without an acknowledgement" },
+        `${d.undelivered_events} undelivered`);
+    }
+    if (d.failed_attempts > 0) {
+      return el("span", { className: "health warn", title: "attempts the backend did not acknowledge" },
+        `${d.failed_attempts} failed ${d.failed_attempts === 1 ? "attempt" : "attempts"}`);
+    }
+    return null;
+  }
+
   function taskRow(task) {
     const errorCode = task.error && task.error.Code ? task.error.Code : null;
     return el("tr", {
@@ -211,7 +226,8 @@
     },
     el("td", {}, chip(task.status, statusKind(task), { title: task.outcome ? `outcome: ${task.outcome}` : null })),
     el("td", {}, progressBar(task)),
-    el("td", {}, task.scenario, errorCode ? el("span", { className: "err code" }, breakAtDots(errorCode)) : null),
+    el("td", {}, task.scenario, errorCode ? el("span", { className: "err code" }, breakAtDots(errorCode)) : null,
+      deliveryHealth(task)),
     el("td", { className: "mono" }, task.room_id),
     el("td", { className: "task-id" }, task.task_id),
     el("td", {}, canCancel(task)
