@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -29,6 +30,7 @@ class AppServer:
         self.host = host
         self.port = int(self._server.effective_port)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -36,7 +38,18 @@ class AppServer:
         return f"http://{host}:{self.port}"
 
     def serve_forever(self) -> None:
-        self._server.run()
+        """Serve until stop() (or Ctrl-C in the foreground); sockets are closed by this loop."""
+        server = self._server
+        try:
+            while not self._stopping.is_set() and server._map:
+                server.asyncore.loop(
+                    timeout=server.adj.asyncore_loop_timeout,
+                    map=server._map,
+                    use_poll=server.adj.asyncore_use_poll,
+                    count=1,
+                )
+        finally:
+            self._close_sockets()
 
     def start(self) -> AppServer:
         self._thread = threading.Thread(target=self.serve_forever, name="tiw-http", daemon=True)
@@ -44,17 +57,20 @@ class AppServer:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, close open connections, and wait for the serving thread."""
-        server = self._server
+        """Stop accepting, close open connections, and wait for the serving thread.
 
-        def close_everything() -> None:
-            for channel in list(server._map.values()):
-                channel.close()
-
+        The serving loop checks the stop flag after every poll, so stopping never depends on
+        waitress's wake-up pipe: pulling it only makes the stop immediate.
+        """
+        self._stopping.set()
         if self._thread is not None and self._thread.is_alive():
-            # Sockets belong to the serving loop: close them from inside it, via its trigger.
-            server.trigger.pull_trigger(close_everything)
+            with contextlib.suppress(OSError):
+                self._server.trigger.pull_trigger()
             self._thread.join(timeout=5)
         else:
-            close_everything()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+            self._close_sockets()
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+
+    def _close_sockets(self) -> None:
+        for channel in list(self._server._map.values()):
+            channel.close()
