@@ -73,4 +73,7 @@ class AppServer:
 
     def _close_sockets(self) -> None:
         for channel in list(self._server._map.values()):
-            channel.close()
+            # One broken channel (e.g. a trigger whose fd is already gone) must not keep the
+            # others, the listening socket among them, open.
+            with contextlib.suppress(OSError):
+                channel.close()
