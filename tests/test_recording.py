@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from spec_facts import VIDEO_INFO_TYPES
 
 from emulator.ids import TASK_ID_ALPHABET, new_request_id, new_task_id, new_video_id
 from emulator.recording import (
@@ -33,18 +34,6 @@ SPECS = [
     ClassSpec(duration_s=600, camera=False, whiteboard=False, mixed_stream=True),
     ClassSpec(duration_s=1800, width=1920, height=1080, mixed_stream=True),
 ]
-FIELD_TYPES = {
-    "VideoPlayTime": int,
-    "VideoSize": int,
-    "VideoFormat": str,
-    "VideoDuration": int,
-    "VideoUrl": str,
-    "VideoId": str,
-    "VideoType": int,
-    "UserId": str,
-    "Width": int,
-    "Height": int,
-}
 
 
 def gen(spec: ClassSpec, seed: int = 1, room_id: int = 900822) -> Recording:
@@ -155,7 +144,7 @@ def test_keys_and_types_exact() -> None:
         assert type(rec.total_time_ms) is int
         for info in rec.video_infos:
             assert tuple(info) == VIDEO_INFO_KEYS
-            for key, expected in FIELD_TYPES.items():
+            for key, expected in VIDEO_INFO_TYPES.items():
                 assert type(info[key]) is expected, (key, info[key])
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_facts import SPEC_SCENARIOS
 
 from emulator import outcomes
 from emulator.receiver import Receiver
@@ -16,22 +17,6 @@ from emulator.signing import sign, verify
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 PROGRESS, FINISHED = "OfflineRecordProgressChanged", "OfflineRecordFinished"
-SPEC_CATALOGUE = {
-    "success",
-    "success-mixed-stream",
-    "success-large-class",
-    "transcode-failure",
-    "transcode-failure-bare",
-    "record-failure",
-    "stalled",
-    "slow",
-    "duplicate-callbacks",
-    "out-of-order",
-    "dropped-progress",
-    "progress-as-string",
-    "bad-signature",
-    "expired-signature",
-}
 SEEDS = [1, 2, 3]
 FOREVER = 30 * 86400  # emulated seconds: longer than any built-in timeline
 
@@ -70,7 +55,7 @@ def test_every_builtin_file_loads_and_has_a_description(path: Path) -> None:
 
 def test_catalogue_is_the_spec_catalogue(emulator: Any) -> None:
     names = {s["name"] for s in emulator.api("GET", "/api/scenarios").json()["scenarios"]}
-    assert names == SPEC_CATALOGUE
+    assert names == set(SPEC_SCENARIOS)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_facts import SPEC_SCENARIOS
 
 from emulator.receiver import Receiver
 from emulator.scenarios import BUILTIN_DIR, DEFAULTS, PARAMS, SCHEMA, load_dir
@@ -23,23 +24,6 @@ README = ROOT / "README.md"
 KEY = "Xz4ZgayTr7rMgWQrH"
 ROOM, SEED = 1253, 1
 VOLATILE_DATA = ("TaskId", "RecordStartTime")  # follow the clock / the task, not the scenario
-# The order of SPEC section 5; a new built-in must be placed here to be documented.
-ORDER = (
-    "success",
-    "success-mixed-stream",
-    "success-large-class",
-    "transcode-failure",
-    "transcode-failure-bare",
-    "record-failure",
-    "stalled",
-    "slow",
-    "duplicate-callbacks",
-    "out-of-order",
-    "dropped-progress",
-    "progress-as-string",
-    "bad-signature",
-    "expired-signature",
-)
 REGION = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
 
 
@@ -68,8 +52,10 @@ def show(body: dict[str, Any]) -> str:
 def catalogue_region(emulator: Any, receiver: Receiver) -> str:
     parts = []
     catalogue = {s.name: s for s in load_dir(BUILTIN_DIR)}
-    assert set(catalogue) == set(ORDER), "add the new scenario to ORDER"
-    for scenario in (catalogue[n] for n in ORDER):
+    assert set(catalogue) == set(SPEC_SCENARIOS), (
+        "a new built-in must be added to tests/spec_facts.py to be documented"
+    )
+    for scenario in (catalogue[n] for n in SPEC_SCENARIOS):
         bodies = received(emulator, receiver, scenario.name)
         examples = "\n".join(show(b) for b in bodies)
         parts.append(
@@ -145,7 +131,7 @@ def test_scenarios_doc_is_up_to_date(emulator: Any, receiver: Receiver) -> None:
     assert found["fields"] == fresh["fields"]
     assert json.loads(found["schema"].strip().removeprefix("```json").removesuffix("```")) == SCHEMA
     documented = normalised_catalogue(found["catalogue"])
-    assert [d[0] for d in documented] == list(ORDER)
+    assert [d[0] for d in documented] == list(SPEC_SCENARIOS)
     for doc, now in zip(documented, normalised_catalogue(fresh["catalogue"]), strict=True):
         assert doc == now, f"docs/scenarios.md example for {doc[0]} is stale"
 

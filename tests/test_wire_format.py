@@ -7,6 +7,8 @@ import random
 import re
 from typing import Any
 
+from spec_facts import VIDEO_INFO_TYPES
+
 from emulator import payloads
 from emulator.config import Settings
 from emulator.scenarios import BUILTIN_DIR, Catalogue, load_dir
@@ -161,20 +163,6 @@ def test_envelope_bytes_are_utf8_json_identical_to_encode() -> None:
         assert json.loads(fast) == env
 
 
-VIDEO_TYPES = {
-    "VideoPlayTime": int,
-    "VideoSize": int,
-    "VideoFormat": str,
-    "VideoDuration": int,
-    "VideoUrl": str,
-    "VideoId": str,
-    "VideoType": int,
-    "UserId": str,
-    "Width": int,
-    "Height": int,
-}
-
-
 def _plan(scenario: str, *, seed: int, room: int = 4242, task_id: str = "t" * 20) -> Any:
     catalogue = Catalogue(load_dir(BUILTIN_DIR))
     return plan_task(
@@ -199,7 +187,7 @@ def test_generated_finished_event_is_realistic_and_consistent() -> None:
         assert data["RecordStartTime"] + data["TotalTime"] / 1000 < 1_700_000_000
         ids = set()
         for video in data["VideoInfos"]:
-            assert {k: type(v) for k, v in video.items()} == VIDEO_TYPES
+            assert {k: type(v) for k, v in video.items()} == VIDEO_INFO_TYPES
             assert video["VideoPlayTime"] + video["VideoDuration"] <= data["TotalTime"]
             assert re.fullmatch(r"[1-9]\d{18}", video["VideoId"])
             assert re.fullmatch(
