@@ -33,3 +33,16 @@ VIDEO_INFO_TYPES: dict[str, type] = {
     "Width": int,
     "Height": int,
 }
+
+# SPEC section 2 / the seed: OfflineRecordFinished EventData of a failure that keeps the
+# documented fields, in the seed's key order with Error last.
+FAILED_FINISHED_KEYS = (
+    "TaskId",
+    "RoomId",
+    "GroupId",
+    "Progress",
+    "RecordStartTime",
+    "TotalTime",
+    "VideoInfos",
+    "Error",
+)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spec_facts import SPEC_SCENARIOS
+from spec_facts import FAILED_FINISHED_KEYS, SPEC_SCENARIOS
 
 from emulator import outcomes
 from emulator.receiver import Receiver
@@ -107,16 +107,7 @@ def test_transcode_failure_keeps_the_documented_fields(
     assert progress_values(receiver)
     data = finished_data(receiver)
     assert data["Error"] == {"Code": "FailedOperation.Transcode", "Message": "录制对时信息获取失败"}
-    assert set(data) == {
-        "TaskId",
-        "RoomId",
-        "GroupId",
-        "Progress",
-        "RecordStartTime",
-        "TotalTime",
-        "VideoInfos",
-        "Error",
-    }
+    assert set(data) == set(FAILED_FINISHED_KEYS)
     assert data["Progress"] == 100 and data["VideoInfos"] == [] and data["TotalTime"] == 0
     assert task["outcome"] == "failure" and task["error"]["Code"] == "FailedOperation.Transcode"
 

@@ -7,7 +7,7 @@ import random
 import re
 from typing import Any
 
-from spec_facts import VIDEO_INFO_TYPES
+from spec_facts import FAILED_FINISHED_KEYS, VIDEO_INFO_TYPES
 
 from emulator import payloads
 from emulator.config import Settings
@@ -125,16 +125,7 @@ def test_failure_with_documented_fields_keeps_them() -> None:
         video_infos=[],
         error=SEED_FAILURE_DATA["Error"],
     )
-    assert list(data) == [
-        "TaskId",
-        "RoomId",
-        "GroupId",
-        "Progress",
-        "RecordStartTime",
-        "TotalTime",
-        "VideoInfos",
-        "Error",
-    ]
+    assert list(data) == list(FAILED_FINISHED_KEYS)
 
 
 def test_envelope_bytes_are_utf8_json_identical_to_encode() -> None:
