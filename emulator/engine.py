@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import threading
 import time
 from collections import deque
@@ -296,8 +297,8 @@ class Engine:
             if delay is None:
                 event.state = "failed"
             else:
-                manual = self._clock.mode is ClockMode.MANUAL
-                event.due_at = round((event.due_at if manual else self._clock.now()) + delay, 3)
+                # The next try counts from when this attempt was made, in emulated time.
+                event.due_at = round(delivery["emulated_at"] + delay, 3)
                 event.state = "scheduled"
                 heapq.heappush(self._heap, (event.due_at, event.id))
                 self._rearm()
@@ -429,8 +430,6 @@ class Engine:
 
 
 def _acknowledged(response: str | None) -> bool:
-    import json
-
     try:
         return bool(json.loads(response or "").get("error_code") == 0)
     except (ValueError, AttributeError):
