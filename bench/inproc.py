@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.recv import RecvProc
-from emulator import payloads
-from emulator.config import Settings
-from emulator.engine import HEADERS, Outgoing
-from emulator.service import Emulator
-from emulator.signing import SignMode
+from emulator.core import payloads
+from emulator.core.config import Settings
+from emulator.core.service import Emulator
+from emulator.core.signing import SignMode
+from emulator.delivery.engine import HEADERS, Outgoing
 
 Progress = Callable[[str], None]
 FAR = 30 * 86400.0  # an advance that finishes every planned task

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 
 def create_app(config: Any = None) -> Flask:
-    """Build a Flask app with its own emulator state (see emulator.app.create_app)."""
-    from emulator.app import create_app as _create_app
+    """Build a Flask app with its own emulator state (see emulator.web.app.create_app)."""
+    from emulator.web.app import create_app as _create_app
 
     return _create_app(config)

@@ -13,14 +13,14 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
-from emulator import qa
-from emulator.app import create_app, get_emulator
 from emulator.client import ClockInfo, Delivery, EmulatorClient, Task
-from emulator.config import RuntimeConfig
+from emulator.core import qa
+from emulator.core.config import RuntimeConfig
+from emulator.core.service import Emulator
+from emulator.core.signing import verify
 from emulator.receiver import Received, Receiver, Reply
-from emulator.server import AppServer
-from emulator.service import Emulator
-from emulator.signing import verify
+from emulator.web.app import create_app, get_emulator
+from emulator.web.server import AppServer
 
 DEFAULT_CALLBACK_KEY = "tiw-emulator-test-key"
 ALL_DUE_S = 7 * 86400.0  # far enough for any built-in timeline, retries included

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import requests
 
-from emulator.app import create_app, get_emulator
+from emulator.core.service import Emulator
 from emulator.receiver import Receiver
-from emulator.server import AppServer
-from emulator.service import Emulator
+from emulator.web.app import create_app, get_emulator
+from emulator.web.server import AppServer
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from emulator import cli
+from emulator.core.scenarios import BUILTIN_DIR, load_dir
+from emulator.core.signing import sign
 from emulator.receiver import Receiver, Reply
-from emulator.scenarios import BUILTIN_DIR, load_dir
-from emulator.signing import sign
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 FAST = ["--speed", "1000000", "--param", "duration_s=300", "--param", "queue_delay_s=0"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.clock import ClockMode, EmulatedClock
+from emulator.core.clock import ClockMode, EmulatedClock
 
 
 class FakeTime:

@@ -16,8 +16,8 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.tiw.v20190919 import models, tiw_client
 
-from emulator.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
-from emulator.demo import cloud_credentials
+from emulator.cli.demo import cloud_credentials
+from emulator.core.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 from emulator.receiver import Receiver
 
 APP = 1400000001

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from emulator.app import create_app, get_emulator
+from emulator.web.app import create_app, get_emulator
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import requests
 
-from emulator.app import create_app, get_emulator
-from emulator.dashboard import DeliveryFeed, create_dashboard_blueprint, stream_deliveries
 from emulator.receiver import Receiver
+from emulator.web.app import create_app, get_emulator
+from emulator.web.dashboard import DeliveryFeed, create_dashboard_blueprint, stream_deliveries
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 

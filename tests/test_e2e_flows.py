@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.core.signing import sign
 from emulator.receiver import Receiver
-from emulator.signing import sign
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 

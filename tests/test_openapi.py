@@ -7,8 +7,8 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
-from emulator.app import create_app
-from emulator.openapi import openapi_document
+from emulator.web.app import create_app
+from emulator.web.openapi import openapi_document
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -249,7 +249,7 @@ def test_plugin_is_inert_until_its_fixtures_are_used(pytester: pytest.Pytester) 
 
         def test_plain():
             assert "emulator.pytest_plugin" in sys.modules
-            assert "emulator.app" not in sys.modules and "flask" not in sys.modules
+            assert "emulator.web.app" not in sys.modules and "flask" not in sys.modules
             assert not [t for t in threading.enumerate() if t.name.startswith("tiw-")]
         """
     )

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from emulator.core.signing import sign
 from emulator.receiver import Receiver, Reply
-from emulator.signing import sign
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 DATA = {"TaskId": "bj0mt2l23osdj300hl30", "RoomId": 1253, "Progress": 46}

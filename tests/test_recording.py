@@ -1,4 +1,4 @@
-"""Tests for emulator.ids and emulator.recording (pure, deterministic generation)."""
+"""Tests for emulator.core.ids and emulator.core.recording (pure, deterministic generation)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from spec_facts import VIDEO_INFO_TYPES
 
-from emulator.ids import TASK_ID_ALPHABET, new_request_id, new_task_id, new_video_id
-from emulator.recording import (
+from emulator.core.ids import TASK_ID_ALPHABET, new_request_id, new_task_id, new_video_id
+from emulator.core.recording import (
     VIDEO_INFO_KEYS,
     ClassSpec,
     Recording,

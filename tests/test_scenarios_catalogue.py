@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from spec_facts import FAILED_FINISHED_KEYS, SPEC_SCENARIOS
 
-from emulator import outcomes
+from emulator.core import outcomes
+from emulator.core.scenarios import BUILTIN_DIR, load_file
+from emulator.core.signing import sign, verify
 from emulator.receiver import Receiver
-from emulator.scenarios import BUILTIN_DIR, load_file
-from emulator.signing import sign, verify
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 PROGRESS, FINISHED = "OfflineRecordProgressChanged", "OfflineRecordFinished"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from spec_facts import SPEC_SCENARIOS
 
+from emulator.core.scenarios import BUILTIN_DIR, DEFAULTS, PARAMS, SCHEMA, load_dir
+from emulator.core.signing import sign
 from emulator.receiver import Receiver
-from emulator.scenarios import BUILTIN_DIR, DEFAULTS, PARAMS, SCHEMA, load_dir
-from emulator.signing import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "scenarios.md"

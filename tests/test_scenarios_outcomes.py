@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emulator import outcomes
+from emulator.core import outcomes
 from emulator.receiver import Receiver
 
 ERRORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"

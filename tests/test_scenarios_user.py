@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from emulator import cli
-from emulator.app import create_app, get_emulator
-from emulator.errors import ScenarioInvalid
+from emulator.core.errors import ScenarioInvalid
+from emulator.core.scenarios import BUILTIN_DIR, SCHEMA
 from emulator.receiver import Receiver
-from emulator.scenarios import BUILTIN_DIR, SCHEMA
+from emulator.web.app import create_app, get_emulator
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 MY_SCENARIO = {

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from emulator.sender import Sender, SendError
+from emulator.delivery.sender import Sender, SendError
 
 HEADERS = {"Content-Type": "application/json", "User-Agent": "tiw-emulator"}
 

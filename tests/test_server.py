@@ -8,8 +8,8 @@ import socket
 import pytest
 import requests
 
-from emulator.app import create_app, get_emulator
-from emulator.server import AppServer
+from emulator.web.app import create_app, get_emulator
+from emulator.web.server import AppServer
 
 
 def _refuses(port: int) -> bool:

@@ -9,12 +9,12 @@ from typing import Any
 
 from spec_facts import FAILED_FINISHED_KEYS, VIDEO_INFO_TYPES
 
-from emulator import payloads
-from emulator.config import Settings
-from emulator.scenarios import BUILTIN_DIR, Catalogue, load_dir
-from emulator.service import Emulator
-from emulator.signing import SignMode, sign, signature_fields, verify
-from emulator.timeline import plan_task
+from emulator.core import payloads
+from emulator.core.config import Settings
+from emulator.core.scenarios import BUILTIN_DIR, Catalogue, load_dir
+from emulator.core.service import Emulator
+from emulator.core.signing import SignMode, sign, signature_fields, verify
+from emulator.core.timeline import plan_task
 
 SEED_PROGRESS = {
     "Timestamp": 1575545412,

@@ -11,9 +11,9 @@ import pytest
 import requests
 from classroom import create_app
 
-from emulator.config import DEMO_SECRET_ID, DEMO_SECRET_KEY
-from emulator.server import AppServer
+from emulator.core.config import DEMO_SECRET_ID, DEMO_SECRET_KEY
 from emulator.testing import ServedEmulator, TiwEmulator
+from emulator.web.server import AppServer
 
 
 class FakeClock:

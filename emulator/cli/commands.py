@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from emulator.errors import EmulatorError
+from emulator.core.errors import EmulatorError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -58,14 +58,14 @@ SETTING_KEYS = (
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from emulator.config import Settings
+    from emulator.core.config import Settings
 
     return Settings.load({k: getattr(args, k, None) for k in SETTING_KEYS})
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from emulator.app import create_app, get_emulator
-    from emulator.server import AppServer
+    from emulator.web.app import create_app, get_emulator
+    from emulator.web.server import AppServer
 
     settings = settings_from_args(args)
     app = create_app(settings)
@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(serve)
     serve.set_defaults(handler=cmd_serve)
 
-    from emulator import demo
+    from emulator.cli import demo
 
     demo.register(sub)
-    from emulator import cli_tools
+    from emulator.cli import tools as cli_tools
 
     cli_tools.register(sub)
     return parser

@@ -10,14 +10,14 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from emulator.cloud_backend import EmulatorCloudBackend
 from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint
-from emulator.config import Settings
-from emulator.control import create_control_blueprint
-from emulator.dashboard import create_dashboard_blueprint
-from emulator.errors import EmulatorError, PayloadTooLarge, Unauthorized
-from emulator.openapi import create_openapi_blueprint
-from emulator.service import Emulator
+from emulator.cloudapi.core_backend import EmulatorCloudBackend
+from emulator.core.config import Settings
+from emulator.core.errors import EmulatorError, PayloadTooLarge, Unauthorized
+from emulator.core.service import Emulator
+from emulator.web.control import create_control_blueprint
+from emulator.web.dashboard import create_dashboard_blueprint
+from emulator.web.openapi import create_openapi_blueprint
 
 log = logging.getLogger("tiw_emulator")
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 
-from emulator.errors import EmulatorError
-from emulator.service import Emulator
+from emulator.core.errors import EmulatorError
+from emulator.core.service import Emulator
 
 STATIC_DIR = Path(__file__).parent / "static"
 

@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 from emulator.cloudapi import errors as cloud_errors
-from emulator.errors import InvalidInput, RoomBusy, TaskNotFound
-from emulator.service import Emulator
-from emulator.signing import mask
+from emulator.core.errors import InvalidInput, RoomBusy, TaskNotFound
+from emulator.core.service import Emulator
+from emulator.core.signing import mask
 
 
 class EmulatorCloudBackend:

@@ -6,13 +6,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from emulator import payloads
-from emulator.config import validate_callback_url
-from emulator.engine import Outgoing
-from emulator.errors import InvalidInput, NotFound, UnknownField
-from emulator.scenarios import Scenario, parse_scenario
-from emulator.service import Emulator
-from emulator.signing import SignMode
+from emulator.core import payloads
+from emulator.core.config import validate_callback_url
+from emulator.core.errors import InvalidInput, NotFound, UnknownField
+from emulator.core.scenarios import Scenario, parse_scenario
+from emulator.core.service import Emulator
+from emulator.core.signing import SignMode
+from emulator.delivery.engine import Outgoing
 
 RULE_MATCH_KEYS = ("room_id", "group_id", "sdk_app_id")
 

@@ -15,9 +15,9 @@ from typing import IO, Any
 
 import yaml
 
-from emulator import payloads
-from emulator.errors import InvalidInput, ScenarioInvalid
-from emulator.signing import SignMode, sign, verify
+from emulator.core import payloads
+from emulator.core.errors import InvalidInput, ScenarioInvalid
+from emulator.core.signing import SignMode, sign, verify
 
 BAR_WIDTH = 30
 SHORT_EVENTS = {"progress": payloads.PROGRESS_CHANGED, "finished": payloads.FINISHED}
@@ -85,8 +85,8 @@ def parse_params(items: Iterable[str]) -> dict[str, Any]:
 
 
 def _emulator(**settings: Any) -> Any:
-    from emulator.config import Settings
-    from emulator.service import Emulator
+    from emulator.core.config import Settings
+    from emulator.core.service import Emulator
 
     # Explicit settings only: a TIW_EMULATOR_DB in the environment must not leak into a QA run.
     loaded = Settings.load({"db": ":memory:", **settings}, env={})
@@ -216,7 +216,7 @@ def _summarise(task: dict[str, Any], timed_out: bool) -> int:
 
 # -- scenarios -------------------------------------------------------------------------------
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from emulator.scenarios import BUILTIN_DIR, load_dir
+    from emulator.core.scenarios import BUILTIN_DIR, load_dir
 
     found = {s.name: s for s in load_dir(BUILTIN_DIR)}
     if args.scenarios_dir:
@@ -228,7 +228,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from emulator.scenarios import load_file
+    from emulator.core.scenarios import load_file
 
     status = 0
     for file in args.files:
@@ -277,7 +277,7 @@ def verify_body(text: str, key: str, *, now: float) -> tuple[bool, str]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from emulator import qa
+    from emulator.core import qa
 
     event_type = SHORT_EVENTS.get(args.event.lower(), args.event)
     emu = _emulator(clock="manual", callback_key=args.key, sdk_app_id=args.sdk_app_id)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from emulator.signing import SignMode, signature_fields
+from emulator.core.signing import SignMode, signature_fields
 
 PROGRESS_CHANGED = "OfflineRecordProgressChanged"
 FINISHED = "OfflineRecordFinished"

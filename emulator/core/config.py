@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
-from emulator.errors import InvalidInput, UnknownField
-from emulator.signing import mask
+from emulator.core.errors import InvalidInput, UnknownField
+from emulator.core.signing import mask
 
 ENV_PREFIX = "TIW_EMULATOR_"
 DEMO_SECRET_ID = "AKIDtiwEmulatorDEMO0000000000000000"

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.ids import new_video_id
+from emulator.core.ids import new_video_id
 
 __all__ = [
     "VIDEO_INFO_KEYS",

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from emulator import outcomes
-from emulator.errors import ScenarioInvalid, ScenarioNotFound
+from emulator.core import outcomes
+from emulator.core.errors import ScenarioInvalid, ScenarioNotFound
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "scenarios"
 
 _range = {
     "oneOf": [

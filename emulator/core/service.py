@@ -13,15 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from emulator import ids, payloads
-from emulator.clock import EmulatedClock
-from emulator.config import RuntimeConfig, Settings, validate_callback_url
-from emulator.engine import Engine, Outgoing
-from emulator.errors import InvalidInput, InvalidState, RoomBusy, TaskNotFound
-from emulator.scenarios import BUILTIN_DIR, Catalogue, Scenario, load_dir, parse_scenario
-from emulator.signing import SignMode
-from emulator.store import Row, Store
-from emulator.timeline import Plan, plan_task
+from emulator.core import ids, payloads
+from emulator.core.clock import EmulatedClock
+from emulator.core.config import RuntimeConfig, Settings, validate_callback_url
+from emulator.core.errors import InvalidInput, InvalidState, RoomBusy, TaskNotFound
+from emulator.core.scenarios import BUILTIN_DIR, Catalogue, Scenario, load_dir, parse_scenario
+from emulator.core.signing import SignMode
+from emulator.core.timeline import Plan, plan_task
+from emulator.delivery.engine import Engine, Outgoing
+from emulator.store.sqlite import Row, Store
 
 TASK_STATUSES = ("queued", "processing", "finished", "cancelled")
 # A task row with how its callbacks fared, so a list shows a backend refusing them at a glance.

@@ -6,10 +6,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator import payloads
-from emulator.recording import ClassSpec, generate_recording
-from emulator.scenarios import Scenario
-from emulator.signing import SignMode
+from emulator.core import payloads
+from emulator.core.recording import ClassSpec, generate_recording
+from emulator.core.scenarios import Scenario
+from emulator.core.signing import SignMode
 
 
 @dataclass(frozen=True)

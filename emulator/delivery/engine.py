@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import payloads
-from emulator.clock import ClockMode, EmulatedClock
-from emulator.config import RuntimeConfig
-from emulator.sender import Sender, SendError
-from emulator.signing import SignMode
-from emulator.store import Store
+from emulator.core import payloads
+from emulator.core.clock import ClockMode, EmulatedClock
+from emulator.core.config import RuntimeConfig
+from emulator.core.signing import SignMode
+from emulator.delivery.sender import Sender, SendError
+from emulator.store.sqlite import Store
 
 MAX_LOGGED_RESPONSE = 65536
 # JSON is UTF-8 by definition (RFC 8259); SPEC section 2 names the bare media type.

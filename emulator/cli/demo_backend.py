@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from emulator.signing import verify
+from emulator.core.signing import verify
 
 
 def create_demo_backend(callback_key: str | None, *, now: Callable[[], float] = time.time) -> Flask:

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from emulator import qa
-from emulator.cloud_backend import list_cloud_calls
-from emulator.errors import InvalidInput, InvalidJson, UnknownField
-from emulator.scenarios import SCHEMA
-from emulator.service import Emulator
+from emulator.cloudapi.core_backend import list_cloud_calls
+from emulator.core import qa
+from emulator.core.errors import InvalidInput, InvalidJson, UnknownField
+from emulator.core.scenarios import SCHEMA
+from emulator.core.service import Emulator
 
 TASK_FIELDS = {
     "scenario": str,

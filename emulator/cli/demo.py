@@ -9,14 +9,14 @@ import threading
 import time
 from typing import Any
 
-from emulator.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
+from emulator.core.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 
 DEMO_SCENARIOS = ("success", "transcode-failure", "duplicate-callbacks", "bad-signature")
 DEMO_KEY = "tiwDemoCallbackKey"
 
 
 def register(sub: Any) -> None:
-    from emulator.cli import add_settings_flags
+    from emulator.cli.commands import add_settings_flags
 
     p = sub.add_parser("demo", help="start the emulator and a demo backend, and play scenarios")
     add_settings_flags(p)
@@ -48,7 +48,7 @@ def _describe(delivery: dict[str, Any]) -> str:
 def cloud_credentials(settings: Settings) -> str:
     """The SecretId/SecretKey line: the public demo pair in full, a user's pair masked."""
     from emulator.cloudapi.views import mask_secret
-    from emulator.signing import mask
+    from emulator.core.signing import mask
 
     if not settings.verify_signature:
         return "(signatures not checked: any SecretId/SecretKey)"
@@ -59,10 +59,10 @@ def cloud_credentials(settings: Settings) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from emulator.app import create_app, get_emulator
-    from emulator.cli import settings_from_args
-    from emulator.demo_backend import create_demo_backend
-    from emulator.server import AppServer
+    from emulator.cli.commands import settings_from_args
+    from emulator.cli.demo_backend import create_demo_backend
+    from emulator.web.app import create_app, get_emulator
+    from emulator.web.server import AppServer
 
     base: Settings = settings_from_args(args)
     key = base.callback_key or DEMO_KEY

@@ -1,0 +1,1 @@
+"""The core domain: time, scenarios, timelines, payloads, signing and the Emulator service."""

@@ -1,0 +1,1 @@
+"""Delivery: scheduling due callbacks, dispatching them in order, and the HTTP transports."""

@@ -1,0 +1,1 @@
+"""Persistence: every SQL statement of the emulator lives in this package."""

@@ -1,0 +1,1 @@
+"""The HTTP surfaces: the Flask app factory, the control API, the dashboard and OpenAPI."""
