@@ -18,7 +18,9 @@ from emulator.core import payloads
 from emulator.core.config import Settings
 from emulator.core.service import Emulator
 from emulator.core.signing import SignMode
-from emulator.delivery.engine import HEADERS, Outgoing
+from emulator.delivery.dispatcher import HEADERS
+from emulator.delivery.scheduler import Outgoing
+from emulator.store.base import NewEvent
 
 Progress = Callable[[str], None]
 FAR = 30 * 86400.0  # an advance that finishes every planned task
@@ -32,8 +34,7 @@ def new_emulator(workdir: Path, name: str, **settings: Any) -> Emulator:
 
 
 def scheduled_count(emu: Emulator) -> int:
-    row = emu.store.query_one("SELECT COUNT(*) AS n FROM events WHERE state = 'scheduled'")
-    return int(row["n"]) if row else 0
+    return sum(1 for e in emu.store.pending_events() if e["state"] == "scheduled")
 
 
 def sample_body() -> bytes:
@@ -113,48 +114,44 @@ def _schedule_paced(
 ) -> dict[str, float]:
     """Schedule `count` callbacks due `rate` per second from now + lead_s; key -> deadline."""
     cfg = emu.config()
-    first_id = emu.store.max_id("events") + 1
     start = emu.clock.now() + lead_s
-    rows, events, deadlines = [], [], {}
+    rows, deadlines = [], {}
     for i in range(count):
         task_id = f"{prefix}{i:07d}"
         data_json = payloads.encode_data(payloads.progress_data(task_id, 1, 50))
         due = round(start + i / rate * emu.clock.speed, 6)
         rows.append(
-            (
-                "INSERT INTO events (id, task_id, seq, event_type, due_at, state, event_data,"
-                " sign_mode, sdk_app_id) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    first_id + i,
-                    task_id,
-                    1,
-                    payloads.PROGRESS_CHANGED,
-                    due,
-                    "scheduled",
-                    data_json,
-                    "valid",
-                    cfg.sdk_app_id,
-                ),
-            )
-        )
-        events.append(
-            Outgoing(
-                id=first_id + i,
-                task_id=task_id,
+            NewEvent(
                 seq=1,
                 event_type=payloads.PROGRESS_CHANGED,
                 due_at=due,
-                data_json=data_json,
-                sign_mode=SignMode.VALID,
+                state="scheduled",
+                event_data=data_json,
+                sign_mode="valid",
+                note="",
                 sdk_app_id=cfg.sdk_app_id,
                 callback_url=None,
+                task_id=task_id,
             )
         )
         deadline = emu.clock.deadline_for(due)
         assert deadline is not None
         deadlines[f"{task_id}|{payloads.PROGRESS_CHANGED}|50"] = deadline
-    emu.store.transaction(rows)
-    emu.engine.schedule(events)
+    emu.store.insert_events(rows)
+    emu.engine.schedule(
+        Outgoing(
+            id=e.id,
+            task_id=e.task_id,
+            seq=1,
+            event_type=e.event_type,
+            due_at=e.due_at,
+            data_json=e.event_data,
+            sign_mode=SignMode.VALID,
+            sdk_app_id=e.sdk_app_id,
+            callback_url=None,
+        )
+        for e in rows
+    )
     return deadlines
 
 

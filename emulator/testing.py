@@ -8,13 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
 from emulator.client import ClockInfo, Delivery, EmulatorClient, Task
-from emulator.core import qa
 from emulator.core.config import RuntimeConfig
 from emulator.core.service import Emulator
 from emulator.core.signing import verify
@@ -110,7 +109,7 @@ def explain_mismatch(
 class _ErrorCollector(logging.Handler):
     """Collects exceptions the served app logs while handling requests (500s, cloud API bugs)."""
 
-    def __init__(self, app: Flask, engine_thread: threading.Thread | None) -> None:
+    def __init__(self, app: Flask, engine_thread: int | None) -> None:
         super().__init__(logging.ERROR)
         self.app = app
         self.engine_thread = engine_thread
@@ -118,7 +117,7 @@ class _ErrorCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         in_app = has_app_context() and current_app._get_current_object() is self.app  # type: ignore[attr-defined]
-        in_engine = self.engine_thread is not None and record.thread == self.engine_thread.ident
+        in_engine = self.engine_thread is not None and record.thread == self.engine_thread
         if in_app or in_engine:
             text = record.getMessage()
             if record.exc_info:
@@ -154,8 +153,8 @@ class ServedEmulator:
         self.server = AppServer(self.app).start()
         self.url = self.server.url
         self.client = EmulatorClient(self.url, token=self.settings.get("token"))
-        self._unsubscribe = self.emu.engine.subscribe(self._on_delivery)
-        self._collector = _ErrorCollector(self.app, getattr(self.emu.engine, "_thread", None))
+        self._unsubscribe = self.emu.subscribe(self._on_delivery)
+        self._collector = _ErrorCollector(self.app, self.emu.engine.thread_ident)
         for name in self.LOGGERS:
             logging.getLogger(name).addHandler(self._collector)
         return self
@@ -174,6 +173,22 @@ class ServedEmulator:
             self._deliveries.append(Delivery.from_raw(delivery))
             self._cond.notify_all()
 
+    def attempts(self) -> list[Delivery]:
+        """Every delivery attempt recorded since the last reset."""
+        with self._cond:
+            return list(self._deliveries)
+
+    def wait_attempts(self, enough: Callable[[list[Delivery]], bool], timeout: float) -> bool:
+        """Block until `enough(attempts)` holds (True) or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not enough(list(self._deliveries)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
     @property
     def errors(self) -> list[str]:
         return list(self._collector.errors)
@@ -184,8 +199,8 @@ class ServedEmulator:
         emu.reset()
         if emu.config() != self.defaults:
             emu.update_config(self.defaults.stored())
-        for row in emu.store.query("SELECT sdk_app_id FROM app_callbacks"):
-            emu.set_app_callback(row["sdk_app_id"], None)
+        for sdk_app_id in emu.app_callbacks():
+            emu.set_app_callback(sdk_app_id, None)
         self.receiver.clear()
         self.receiver.respond = _default_reply
         with self._cond:
@@ -248,9 +263,9 @@ class TiwEmulator:
         if params:
             self._scenarios += 1
             derived = f"{name[:52]}-test{self._scenarios}"
-            qa.add_scenario(self.emu, {**scenario.with_params(params).doc, "name": derived})
+            self.emu.add_scenario({**scenario.with_params(params).doc, "name": derived})
             name = derived
-        qa.add_rule(self.emu, {"sdk_app_id": self.sdk_app_id}, name)
+        self.emu.add_rule({"sdk_app_id": self.sdk_app_id}, name)
         return name
 
     # -- what arrived ----------------------------------------------------------------------------
@@ -269,8 +284,7 @@ class TiwEmulator:
 
     def deliveries(self, event_type: str | None = None, **fields: Any) -> list[Delivery]:
         """Delivery attempts made during this test (whatever the target) whose body matches."""
-        with self.served._cond:
-            attempts = list(self.served._deliveries)
+        attempts = self.served.attempts()
         return [d for d in attempts if match_event(d.body, event_type, **fields)[0]]
 
     def wait_for(
@@ -313,32 +327,27 @@ class TiwEmulator:
     ) -> list[Delivery]:
         """Block until `count` matching delivery attempts were made (to any backend)."""
 
-        def matching() -> list[Delivery]:
-            found = self.deliveries(event_type, **fields)
+        def matching(attempts: list[Delivery]) -> list[Delivery]:
+            found = [d for d in attempts if match_event(d.body, event_type, **fields)[0]]
             return [d for d in found if ok is None or d.ok is ok]
 
         limit = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        with self.served._cond:
-            while len(matching()) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    attempts = list(self.served._deliveries)
-                    lines = [
-                        f"  {d.id}. {describe_event(d.body)} -> "
-                        + (f"HTTP {d.status_code}" if d.status_code else str(d.error))
-                        for d in attempts
-                    ]
-                    raise AssertionError(
-                        f"tiw_emulator.wait_for_delivery timed out after {limit}s: expected "
-                        f"{count} x {_expectation(event_type, fields)}"
-                        + ("" if ok is None else f" (ok={ok})")
-                        + f"; {len(attempts)} attempt(s) made"
-                        + (":\n" + "\n".join(lines) if lines else ".")
-                        + self._clock_hint()
-                    )
-                self.served._cond.wait(remaining)
-            return matching()
+        if not self.served.wait_attempts(lambda a: len(matching(a)) >= count, limit):
+            attempts = self.served.attempts()
+            lines = [
+                f"  {d.id}. {describe_event(d.body)} -> "
+                + (f"HTTP {d.status_code}" if d.status_code else str(d.error))
+                for d in attempts
+            ]
+            raise AssertionError(
+                f"tiw_emulator.wait_for_delivery timed out after {limit}s: expected "
+                f"{count} x {_expectation(event_type, fields)}"
+                + ("" if ok is None else f" (ok={ok})")
+                + f"; {len(attempts)} attempt(s) made"
+                + (":\n" + "\n".join(lines) if lines else ".")
+                + self._clock_hint()
+            )
+        return matching(self.served.attempts())
 
     def _clock_hint(self) -> str:
         info = self.emu.clock_info()

@@ -162,7 +162,7 @@ def _events(response: requests.Response) -> Iterator[tuple[str, Any]]:
 def _watch_unsubscribe(emu: Any) -> threading.Event:
     """Set when a stream's engine listener is removed (the stream ended and cleaned up)."""
     done = threading.Event()
-    subscribe = emu.engine.subscribe
+    subscribe = emu.subscribe
 
     def tracking(listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         unsubscribe = subscribe(listener)
@@ -173,7 +173,7 @@ def _watch_unsubscribe(emu: Any) -> threading.Event:
 
         return wrapped
 
-    emu.engine.subscribe = tracking
+    emu.subscribe = tracking
     return done
 
 

@@ -207,25 +207,39 @@ def test_same_seed_gives_byte_identical_event_data() -> None:
     )
 
 
-def test_same_seed_and_room_through_the_service_after_reset() -> None:
+def _event_data(task: dict[str, Any], *, keep_task_id: bool) -> list[Any]:
+    out = []
+    for e in task["events"]:
+        d = dict(e["payload"]["EventData"])
+        d.pop("RecordStartTime", None)  # follows the wall clock
+        if not keep_task_id:
+            d.pop("TaskId", None)
+        out.append((e["event_type"], d))
+    return out
+
+
+def test_a_given_run_seed_repeats_everything_after_reset() -> None:
+    settings = {"db": ":memory:", "clock": "manual", "seed": 1234}
+    emu = Emulator(Settings.load(settings, env={})).start()
+    try:
+        first = emu.create_task(scenario="success", room_id=77)
+        emu.reset()
+        second = emu.create_task(scenario="success", room_id=77)
+        assert first["task_id"] == second["task_id"]
+        assert first["seed"] == second["seed"]
+        assert _event_data(first, keep_task_id=True) == _event_data(second, keep_task_id=True)
+    finally:
+        emu.close()
+
+
+def test_same_task_seed_and_room_give_the_same_event_data_but_a_new_task_id() -> None:
     emu = Emulator(Settings.load({"db": ":memory:", "clock": "manual"}, env={})).start()
     try:
         first = emu.create_task(scenario="success", room_id=77, seed=5)
         emu.reset()
         second = emu.create_task(scenario="success", room_id=77, seed=5)
-        # After a reset TaskIds repeat too, so the whole EventData matches except the clock-bound
-        # RecordStartTime, which follows the wall clock.
-        assert first["task_id"] == second["task_id"]
-
-        def strip(task: dict[str, Any]) -> list[Any]:
-            out = []
-            for e in task["events"]:
-                d = dict(e["payload"]["EventData"])
-                d.pop("RecordStartTime", None)
-                out.append((e["event_type"], d))
-            return out
-
-        assert strip(first) == strip(second)
+        assert first["task_id"] != second["task_id"]  # backends index TaskIds
+        assert _event_data(first, keep_task_id=False) == _event_data(second, keep_task_id=False)
     finally:
         emu.close()
 

@@ -85,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ) from None
 
     lines: queue.Queue[dict[str, Any]] = queue.Queue()
-    unsubscribe = emu.engine.subscribe(lines.put)
+    unsubscribe = emu.subscribe(lines.put)
     started = time.monotonic()
     names = [n for n in DEMO_SCENARIOS if n in emu.catalogue.names()]
     print(
@@ -136,7 +136,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print("\n  summary:")
     for task_id, name in tasks.items():
         task = emu.get_task(task_id)
-        sent = emu.deliveries(task_id=task_id)
+        sent, _ = emu.deliveries(task_id=task_id, limit=1000)
         ok = sum(1 for d in sent if d["ok"])
         err = f" {task['error']['Code']}" if task["error"] else ""
         print(

@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenarios_dir=args.scenarios_dir,
     )
     attempts: queue.Queue[dict[str, Any]] = queue.Queue()
-    unsubscribe = emu.engine.subscribe(attempts.put)
+    unsubscribe = emu.subscribe(attempts.put)
     try:
         task = emu.create_task(
             scenario=args.scenario, room_id=args.room_id, seed=args.seed, params=params
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         timed_out = _follow(emu, task["task_id"], attempts, args.timeout)
         task = emu.get_task(task["task_id"])
-        print_table(emu.deliveries(task_id=task["task_id"]), sys.stdout)
+        print_table(emu.deliveries(task_id=task["task_id"], limit=1000)[0], sys.stdout)
         return _summarise(task, timed_out)
     finally:
         unsubscribe()
@@ -277,14 +277,11 @@ def verify_body(text: str, key: str, *, now: float) -> tuple[bool, str]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from emulator.core import qa
-
     event_type = SHORT_EVENTS.get(args.event.lower(), args.event)
     emu = _emulator(clock="manual", callback_key=args.key, sdk_app_id=args.sdk_app_id)
     try:
         data = _parse_data(args.data) if args.data else example_data(emu, event_type)
-        delivery = qa.send_event(
-            emu,
+        delivery = emu.send_event(
             event_type=event_type,
             event_data=data,
             callback_url=args.callback_url,

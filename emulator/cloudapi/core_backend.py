@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from emulator.cloudapi import errors as cloud_errors
-from emulator.core.errors import InvalidInput, RoomBusy, TaskNotFound
+from emulator.core.errors import RoomBusy, TaskNotFound
 from emulator.core.service import Emulator
 from emulator.core.signing import mask
 
@@ -76,32 +75,7 @@ class EmulatorCloudBackend:
         }
 
     def log_cloud_call(self, record: dict[str, Any]) -> None:
-        self._emu.store.execute(
-            "INSERT INTO cloud_calls (at, action, record) VALUES (?, ?, ?)",
-            (
-                record.get("at", self._emu.clock.wall()),
-                record.get("action", ""),
-                json.dumps(record, ensure_ascii=False, default=str),
-            ),
-        )
+        self._emu.log_cloud_call(record)
 
     def new_request_id(self) -> str:
         return str(uuid.uuid4())
-
-
-def list_cloud_calls(
-    emu: Emulator, *, action: str | None = None, task_id: str | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """Logged cloud API calls, oldest first (the newest `limit`), optionally filtered.
-
-    Records hold no secrets: the SecretId is stored masked and keys are never logged.
-    """
-    if limit < 1:
-        raise InvalidInput("limit", "must be at least 1")
-    sql, args = "SELECT id, record FROM cloud_calls WHERE 1=1", list[Any]()
-    if action is not None:
-        sql, args = sql + " AND action = ?", [*args, action]
-    if task_id is not None:
-        sql, args = sql + " AND json_extract(record, '$.task_id') = ?", [*args, task_id]
-    rows = emu.store.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
-    return [{"id": r["id"], **json.loads(r["record"])} for r in reversed(rows)]

@@ -183,7 +183,7 @@ class Settings:
     fidelity: str = "default"
     max_body_bytes: int = 1_048_576
     connections_per_backend: int = 64
-    seed: int = 0
+    seed: int | None = None
     # Runtime configuration overrides; None means "keep what the database has, else default".
     callback_url: str | None = None
     callback_key: str | None = None

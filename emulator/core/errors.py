@@ -91,3 +91,16 @@ class Unauthorized(EmulatorError):
 class PayloadTooLarge(EmulatorError):
     status = 413
     code = "payload_too_large"
+
+
+class StorageUnavailable(EmulatorError):
+    """The database refused a read or write (disk full, read-only, connection lost)."""
+
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"storage error: {reason}; nothing acknowledged was lost, retry when it is fixed",
+            details={"storage_error": reason},
+        )

@@ -1,165 +1,543 @@
-"""SQLite persistence (WAL): tasks, events, delivery attempts, config, rules, user scenarios.
+"""The SQLite store (stdlib sqlite3, WAL): the embedded default behind `emulator.store.base.Store`.
 
-Task creation commits at once (a created task survives kill -9). The delivery hot path only
-queues its writes; a flusher thread commits them in batches, and every read flushes first, so
-readers never see stale state.
+Task creation, configuration and QA changes commit at once. The delivery hot path (attempts and
+event states) is written behind: `WriteQueue` keeps those writes in order, a flusher thread
+commits them in batches, and every read commits what is queued before it under the same lock,
+so a read sees every write that came before it. A write the database refuses stays queued (never
+dropped), is retried, and is reported by `health()` and as StorageError to readers. The queue is
+bounded: a producer waits for room instead of growing memory.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY, room_id INTEGER NOT NULL, group_id TEXT NOT NULL,
-    sdk_app_id INTEGER NOT NULL, scenario TEXT NOT NULL, seed INTEGER NOT NULL,
-    params TEXT NOT NULL, callback_url TEXT, source TEXT NOT NULL, request_id TEXT,
-    created_at REAL NOT NULL, created_wall REAL NOT NULL, finish_at REAL,
-    cancelled_at REAL, plan TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_room ON tasks (room_id, sdk_app_id);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, task_id TEXT, seq INTEGER NOT NULL, event_type TEXT NOT NULL,
-    due_at REAL NOT NULL, state TEXT NOT NULL, event_data TEXT NOT NULL,
-    sign_mode TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0,
-    payload TEXT, sdk_app_id INTEGER NOT NULL, callback_url TEXT
-);
-CREATE INDEX IF NOT EXISTS events_task ON events (task_id, seq);
-CREATE INDEX IF NOT EXISTS events_state ON events (state);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY, event_id INTEGER, task_id TEXT, event_type TEXT NOT NULL,
-    attempt INTEGER NOT NULL, url TEXT, request_body TEXT NOT NULL, status_code INTEGER,
-    response_body TEXT, error TEXT, started_at REAL NOT NULL, duration_ms REAL NOT NULL,
-    ok INTEGER NOT NULL, emulated_at REAL NOT NULL, redelivery_of INTEGER
-);
-CREATE INDEX IF NOT EXISTS deliveries_task ON deliveries (task_id, id);
-CREATE TABLE IF NOT EXISTS rules (
-    id INTEGER PRIMARY KEY, match TEXT NOT NULL, scenario TEXT NOT NULL, created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS scenarios (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS app_callbacks (sdk_app_id INTEGER PRIMARY KEY, url TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cloud_calls (
-    id INTEGER PRIMARY KEY, at REAL NOT NULL, action TEXT NOT NULL, record TEXT NOT NULL
-);
-"""
+from emulator.store.base import (
+    DELIVERY_COLUMNS,
+    AttemptListener,
+    DeliveryFilter,
+    DuplicateTaskId,
+    NewEvent,
+    NewTask,
+    RoomTaken,
+    Row,
+    StorageError,
+    TaskFilter,
+    rows_to_page,
+)
+from emulator.store.migrations import migrate
+from emulator.store.owner import OwnerLock
+from emulator.store.writes import Discarded, WriteQueue
 
-Row = dict[str, Any]
+log = logging.getLogger("tiw_emulator.store")
+
+SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = ? AND state = 'scheduled'"
+SQL_SETTLE = "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?"
+_ATTEMPT_COLUMNS = DELIVERY_COLUMNS[1:]
+SQL_ATTEMPT = (
+    f"INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
+)
+_EVENT_COLUMNS = (
+    "task_id, seq, event_type, due_at, state, event_data, sign_mode, note, sdk_app_id, callback_url"
+)
+SQL_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+SQL_TASK = (
+    "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
+    " callback_url, source, request_id, created_at, created_wall, queued_until, finish_at,"
+    " outcome, error_code, plan) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+UNFINISHED = "cancelled_at IS NULL AND (finish_at IS NULL OR finish_at > ?)"
+STATUS_SQL = {
+    "cancelled": ("cancelled_at IS NOT NULL", 0),
+    "finished": ("cancelled_at IS NULL AND finish_at IS NOT NULL AND finish_at <= ?", 1),
+    "queued": (f"{UNFINISHED} AND queued_until > ?", 2),
+    "processing": (f"{UNFINISHED} AND queued_until <= ?", 2),
+}
+RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
 
 
-class Store:
-    """One SQLite connection guarded by a lock; safe to share between threads."""
+class SQLiteStore:
+    """One connection guarded by a lock; safe to share between threads."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_pending: int = 20_000,
+        max_deliveries: int = 500_000,
+        max_cloud_calls: int = 100_000,
+    ) -> None:
+        self.location = path
+        self.max_deliveries = max_deliveries
+        self.max_cloud_calls = max_cloud_calls
+        self._owner = OwnerLock(path) if path != ":memory:" else None
+        try:
+            self._conn = _connect(path)
+        except BaseException:
+            if self._owner:
+                self._owner.release()
+            raise
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        if path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(tasks)")}
-        if "request_id" not in columns:  # databases from before cloud API request ids
-            self._conn.execute("ALTER TABLE tasks ADD COLUMN request_id TEXT")
-        self._pending: list[tuple[str, Sequence[Any]]] = []
-        self._pending_lock = threading.Lock()
+        self._listeners: list[AttemptListener] = []
+        self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
+        self._since_prune = 0
 
-    # -- write-behind --------------------------------------------------------------------
-    def defer(self, sql: str, params: Sequence[Any]) -> None:
-        """Queue a write; it is committed by the next flush (at the latest, before any read)."""
-        with self._pending_lock:
-            self._pending.append((sql, params))
-
-    def flush(self) -> int:
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return 0
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                for sql, group in itertools.groupby(batch, key=lambda item: item[0]):
-                    self._conn.executemany(sql, [params for _, params in group])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        return len(batch)
-
-    def start_flusher(self, interval_s: float = 0.05) -> None:
-        """Commit queued writes every `interval_s` from a daemon thread until close()."""
-        self._stop = threading.Event()
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                self.flush()
-
-        self._flusher = threading.Thread(target=run, name="tiw-store-flusher", daemon=True)
-        self._flusher.start()
-
-    # -- plain access --------------------------------------------------------------------
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one write now (flushing queued writes first, to keep their order)."""
-        self.flush()
-        with self._lock:
-            cur = self._conn.execute(sql, params)
-            return int(cur.lastrowid or 0)
-
-    def transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        self.flush()
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                for sql, params in statements:
-                    self._conn.execute(sql, params)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        self.flush()
-        with self._lock:
-            return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
-
-    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = self.query(sql, params)
-        return rows[0] if rows else None
-
+    # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
-            self._flusher.join(timeout=2)
-        self.flush()
+        self._writes.stop()
+        with self._lock, contextlib.suppress(StorageError):
+            self._writes.flush_locked()
         with self._lock:
             self._conn.close()
+        if self._owner:
+            self._owner.release()
 
-    # -- config --------------------------------------------------------------------------
+    def health(self) -> str | None:
+        return self._writes.error
+
+    def limit_pages(self, pages: int | None) -> None:
+        """Cap the file at `pages` pages (None: no cap): a real 'database or disk is full'.
+
+        For fault drills and tests: SQLite refuses writes past the cap exactly as on a full disk.
+        """
+        with self._lock:
+            self._conn.execute(f"PRAGMA max_page_count = {int(pages or 4294967294)}")
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        with self._lock:
+            self._writes.flush_locked()
+            return [dict(r) for r in self._guard(lambda: self._conn.execute(sql, args).fetchall())]
+
+    def _write(self, statements: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `statements` in one transaction, after every queued write (keeps the order)."""
+        with self._lock:
+            self._writes.flush_locked()
+            return self._guard(lambda: _transaction(self._conn, statements))
+
+    @staticmethod
+    def _guard(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StorageError(_describe(exc)) from exc
+
+    def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row], Row]]:
+        """Commit queued hot-path writes in one transaction; called under the lock."""
+        done: list[tuple[Future[Row], Row]] = []
+
+        def run(conn: sqlite3.Connection) -> None:
+            for kind, op in batch:
+                if kind == "delivering":
+                    conn.execute(SQL_DELIVERING, (op,))
+                elif kind == "settle":
+                    conn.execute(SQL_SETTLE, op)
+                else:
+                    row, future = op
+                    values = [_column_value(k, row[k]) for k in _ATTEMPT_COLUMNS]
+                    stored = {**row, "id": conn.execute(SQL_ATTEMPT, values).lastrowid}
+                    done.append((future, stored))
+            self._since_prune += len(done)
+            if self._since_prune >= 1000:
+                self._since_prune = 0
+                _prune(conn, "deliveries", self.max_deliveries)
+
+        try:
+            _transaction(self._conn, run)
+        except sqlite3.Error as exc:
+            raise StorageError(_describe(exc)) from exc
+        return done
+
+    def _notify(self, row: Row) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(row)
+            except Exception:  # a broken listener must not stop the attempt log
+                log.exception("attempt listener failed")
+
+    # -- configuration ---------------------------------------------------------------------
     def load_config(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self.query("SELECT * FROM config")}
+        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
 
-    def save_config(self, values: dict[str, Any]) -> None:
-        self.transaction(
-            ("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (k, json.dumps(v)))
-            for k, v in values.items()
+    def save_config(self, values: Mapping[str, Any]) -> None:
+        rows = [(k, json.dumps(v)) for k, v in values.items()]
+        self._write(
+            lambda c: c.executemany(
+                "INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", rows
+            )
         )
+
+    def list_rules(self) -> list[Row]:
+        rows = self._read("SELECT id, match, scenario FROM rules ORDER BY id")
+        return [{**r, "match": json.loads(r["match"])} for r in rows]
+
+    def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int:
+        sql = "INSERT INTO rules (match, scenario, created_at) VALUES (?, ?, ?)"
+        args = (json.dumps(dict(match)), scenario, created_at)
+        return int(self._write(lambda c: c.execute(sql, args).lastrowid))
+
+    def delete_rule(self, rule_id: int) -> bool:
+        sql = "DELETE FROM rules WHERE id = ?"
+        return bool(self._write(lambda c: c.execute(sql, (rule_id,)).rowcount))
+
+    def list_scenarios(self) -> list[Row]:
+        return [{**r, "doc": json.loads(r["doc"])} for r in self._read("SELECT * FROM scenarios")]
+
+    def save_scenario(self, name: str, doc: str) -> None:
+        sql = "INSERT OR REPLACE INTO scenarios (name, doc) VALUES (?, ?)"
+        self._write(lambda c: c.execute(sql, (name, doc)))
+
+    def delete_scenario(self, name: str) -> None:
+        self._write(lambda c: c.execute("DELETE FROM scenarios WHERE name = ?", (name,)))
+
+    def app_callbacks(self) -> dict[int, str]:
+        return {r["sdk_app_id"]: r["url"] for r in self._read("SELECT * FROM app_callbacks")}
+
+    def set_app_callback(self, sdk_app_id: int, url: str | None) -> None:
+        if url is None:
+            sql, args = "DELETE FROM app_callbacks WHERE sdk_app_id = ?", (sdk_app_id,)
+        else:
+            sql = "INSERT OR REPLACE INTO app_callbacks (sdk_app_id, url) VALUES (?, ?)"
+            args = (sdk_app_id, url)  # type: ignore[assignment]
+        self._write(lambda c: c.execute(sql, args))
+
+    # -- tasks and events --------------------------------------------------------------------
+    def insert_task(self, task: NewTask, *, now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            busy = conn.execute(
+                f"SELECT task_id FROM tasks WHERE room_id = ? AND sdk_app_id = ? AND {UNFINISHED}"
+                " LIMIT 1",
+                (task.room_id, task.sdk_app_id, now),
+            ).fetchone()
+            if busy is not None:
+                raise RoomTaken(busy[0])
+            try:
+                conn.execute(SQL_TASK, _task_values(task))
+            except sqlite3.IntegrityError:
+                raise DuplicateTaskId(task.task_id) from None
+            for event in task.events:
+                event.task_id = task.task_id
+                event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
+
+        self._write(run)
+
+    def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
+        rows = self._read(
+            f"SELECT task_id FROM tasks WHERE room_id = ? AND sdk_app_id = ? AND {UNFINISHED}"
+            " LIMIT 1",
+            (room_id, sdk_app_id, now),
+        )
+        return str(rows[0]["task_id"]) if rows else None
+
+    def get_task(self, task_id: str) -> Row | None:
+        rows = self._with_counts(self._read("SELECT * FROM tasks WHERE task_id = ?", (task_id,)))
+        return rows[0] if rows else None
+
+    def list_tasks(
+        self, where: TaskFilter, *, now: float, limit: int, offset: int
+    ) -> tuple[list[Row], int | None]:
+        sql, args = task_query(where, now)
+        rows = self._read(f"{sql} ORDER BY rowid DESC LIMIT ? OFFSET ?", [*args, limit + 1, offset])
+        page, more = rows_to_page(rows, limit)
+        return self._with_counts(page), (offset + limit if more else None)
+
+    def _with_counts(self, rows: list[Row]) -> list[Row]:
+        """Add each task's attempt counts (on indexes, for this page only)."""
+        if not rows:
+            return rows
+        ids = [r["task_id"] for r in rows]
+        marks = ",".join("?" * len(ids))
+        attempts = {
+            r["task_id"]: r
+            for r in self._read(
+                "SELECT task_id, COUNT(*) AS attempts, SUM(ok = 0) AS failed FROM deliveries"
+                f" WHERE task_id IN ({marks}) GROUP BY task_id",
+                ids,
+            )
+        }
+        failed = {
+            r["task_id"]: r["n"]
+            for r in self._read(
+                "SELECT task_id, COUNT(*) AS n FROM events WHERE state = 'failed'"
+                f" AND task_id IN ({marks}) GROUP BY task_id",
+                ids,
+            )
+        }
+        for row in rows:
+            counts = attempts.get(row["task_id"])
+            row["attempts"] = counts["attempts"] if counts else 0
+            row["failed_attempts"] = int(counts["failed"] or 0) if counts else 0
+            row["undelivered_events"] = failed.get(row["task_id"], 0)
+        return rows
+
+    def cancel_task(self, task_id: str, at: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE tasks SET cancelled_at = ? WHERE task_id = ?", (at, task_id))
+            conn.execute(
+                "UPDATE events SET state = 'cancelled' WHERE task_id = ?"
+                " AND state IN ('scheduled', 'delivering')",
+                (task_id,),
+            )
+
+        self._write(run)
+
+    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]:
+        return self._read(
+            "SELECT * FROM events WHERE task_id = ? ORDER BY seq LIMIT ?", (task_id, limit)
+        )
+
+    def pending_events(self) -> list[Row]:
+        return self._read(
+            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
+        )
+
+    def get_event(self, event_id: int) -> Row | None:
+        rows = self._read("SELECT * FROM events WHERE id = ?", (event_id,))
+        return rows[0] if rows else None
+
+    def insert_events(self, events: list[NewEvent]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            for event in events:
+                event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
+
+        self._write(run)
+
+    # -- the delivery hot path ---------------------------------------------------------------
+    def mark_delivering(self, event_id: int) -> None:
+        self._writes.put("delivering", event_id)
+
+    def record_attempt(self, attempt: Row) -> Future[Row]:
+        future: Future[Row] = Future()
+        future.add_done_callback(self._notify_done)
+        self._writes.put("attempt", (attempt, future))
+        return future
+
+    def _notify_done(self, future: Future[Row]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._notify(future.result())
+
+    def settle_event(
+        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
+    ) -> None:
+        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
+
+    def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def flush(self) -> None:
+        with self._lock:
+            self._writes.flush_locked()
+
+    # -- the attempt log and the cloud-call log ----------------------------------------------
+    def get_delivery(self, delivery_id: int) -> Row | None:
+        rows = self._read("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        return _delivery_row(rows[0]) if rows else None
+
+    def list_deliveries(
+        self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
+    ) -> tuple[list[Row], int | None]:
+        conds, args = [], list[Any]()
+        for column, value in (
+            ("task_id", where.task_id),
+            ("ok", None if where.ok is None else int(where.ok)),
+            ("status_code", where.status_code),
+            ("event_type", where.event_type),
+        ):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                args.append(value)
+        return self._page("deliveries", conds, args, limit, before, after, _delivery_row)
+
+    def _page(
+        self,
+        table: str,
+        conds: list[str],
+        args: list[Any],
+        limit: int,
+        before: int | None,
+        after: int | None,
+        convert: Callable[[Row], Row],
+    ) -> tuple[list[Row], int | None]:
+        """The newest `limit` rows by id (below `before`, above `after`), oldest first."""
+        if before is not None:
+            conds.append("id < ?")
+            args.append(before)
+        if after is not None:
+            conds.append("id > ?")
+            args.append(after)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        rows = self._read(
+            f"SELECT * FROM {table}{where} ORDER BY id DESC LIMIT ?", [*args, limit + 1]
+        )
+        page, more = rows_to_page(rows, limit)
+        page.reverse()
+        return [convert(r) for r in page], (page[0]["id"] if more and page else None)
+
+    def log_cloud_call(self, at: float, action: str, task_id: str | None, record: str) -> None:
+        sql = "INSERT INTO cloud_calls (at, action, task_id, record) VALUES (?, ?, ?, ?)"
+
+        def run(conn: sqlite3.Connection) -> None:
+            row_id = conn.execute(sql, (at, action, task_id, record)).lastrowid or 0
+            if row_id % 1000 == 0:
+                _prune(conn, "cloud_calls", self.max_cloud_calls)
+
+        self._write(run)
+
+    def list_cloud_calls(
+        self, *, action: str | None, task_id: str | None, limit: int, before: int | None
+    ) -> tuple[list[Row], int | None]:
+        conds, args = [], list[Any]()
+        for column, value in (("action", action), ("task_id", task_id)):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                args.append(value)
+        return self._page("cloud_calls", conds, args, limit, before, None, _cloud_call_row)
 
     def reset(self) -> None:
-        """Forget tasks, events, deliveries, rules, user scenarios and cloud-call logs."""
-        with self._pending_lock:
-            self._pending.clear()
-        self.transaction(
-            (f"DELETE FROM {table}", ())
-            for table in ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
-        )
+        with self._lock:
+            self._writes.discard_locked()
 
-    def max_id(self, table: str) -> int:
-        row = self.query_one(f"SELECT COALESCE(MAX(id), 0) AS m FROM {table}")
-        return int(row["m"]) if row else 0
+            def run(conn: sqlite3.Connection) -> None:
+                for table in RESET_TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+
+            self._guard(lambda: _transaction(self._conn, run))
+
+    # -- for tests and tooling -----------------------------------------------------------------
+    def explain(self, sql: str, args: Sequence[Any] = ()) -> list[str]:
+        """SQLite's query plan for `sql` (the detail column of each step)."""
+        rows = self._read(f"EXPLAIN QUERY PLAN {sql}", args)
+        return [str(r["detail"]) for r in rows]
+
+
+def task_query(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
+    """The SELECT and its arguments for a task filter (status is derived from the clock)."""
+    conds, args = [], list[Any]()
+    for column, value in (
+        ("room_id", where.room_id),
+        ("sdk_app_id", where.sdk_app_id),
+        ("scenario", where.scenario),
+        ("outcome", where.outcome),
+        ("error_code", where.error_code),
+    ):
+        if value is not None:
+            conds.append(f"{column} = ?")
+            args.append(value)
+    status = where.status
+    if status is None and (where.outcome is not None or where.error_code is not None):
+        status = "finished"  # an outcome shows only once the task has finished
+    if status is not None:
+        clause, nows = STATUS_SQL[status]
+        conds.append(clause)
+        args.extend([now] * nows)
+    sql = "SELECT * FROM tasks" + (f" WHERE {' AND '.join(conds)}" if conds else "")
+    return sql, args
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn)
+        return conn
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {path}: {_describe(exc)}") from exc
+
+
+def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connection], Any]) -> Any:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = statements(conn)
+        conn.execute("COMMIT")
+        return result
+    except BaseException:
+        # After some errors (e.g. SQLITE_FULL) SQLite has already rolled back: a second
+        # ROLLBACK would hide the real error behind "no transaction is active".
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+def _prune(conn: sqlite3.Connection, table: str, keep: int) -> None:
+    """Retention: keep the newest `keep` rows (ids are never reused, so an id cut is exact)."""
+    conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?", (keep,))
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _task_values(t: NewTask) -> tuple[Any, ...]:
+    return (
+        t.task_id,
+        t.room_id,
+        t.group_id,
+        t.sdk_app_id,
+        t.scenario,
+        t.seed,
+        t.params,
+        t.callback_url,
+        t.source,
+        t.request_id,
+        t.created_at,
+        t.created_wall,
+        t.queued_until,
+        t.finish_at,
+        t.outcome,
+        t.error_code,
+        t.plan,
+    )
+
+
+def _event_values(e: NewEvent) -> tuple[Any, ...]:
+    return (
+        e.task_id,
+        e.seq,
+        e.event_type,
+        e.due_at,
+        e.state,
+        e.event_data,
+        e.sign_mode,
+        e.note,
+        e.sdk_app_id,
+        e.callback_url,
+    )
+
+
+def _column_value(key: str, value: Any) -> Any:
+    if key in ("request_headers", "response_headers"):
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+    if key == "ok":
+        return int(bool(value))
+    return value
+
+
+def _delivery_row(row: Row) -> Row:
+    out = {k: row[k] for k in DELIVERY_COLUMNS}
+    out["ok"] = bool(out["ok"])
+    for key in ("request_headers", "response_headers"):
+        if out[key] is not None:
+            out[key] = json.loads(out[key])
+    return out
+
+
+def _cloud_call_row(row: Row) -> Row:
+    return {"id": row["id"], **json.loads(row["record"])}
+
+
+__all__ = ["Discarded", "SQLiteStore", "task_query"]

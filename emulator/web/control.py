@@ -7,8 +7,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from emulator.cloudapi.core_backend import list_cloud_calls
-from emulator.core import qa
 from emulator.core.errors import InvalidInput, InvalidJson, UnknownField
 from emulator.core.scenarios import SCHEMA
 from emulator.core.service import Emulator
@@ -71,7 +69,11 @@ def query_args(allowed: Mapping[str, type]) -> dict[str, Any]:
     for key, value in request.args.items():
         if key not in allowed:
             raise UnknownField(key, list(allowed))
-        if allowed[key] is int:
+        if allowed[key] is bool:
+            if value not in ("true", "false"):
+                raise InvalidInput(key, f"{value!r} is not true or false")
+            out[key] = value == "true"
+        elif allowed[key] is int:
             try:
                 out[key] = int(value)
             except ValueError:
@@ -85,16 +87,21 @@ def create_control_blueprint() -> Blueprint:
     bp = Blueprint("control", __name__)
 
     @bp.get("/healthz")
-    def healthz() -> Response:
+    def healthz() -> Response | tuple[Response, int]:
+        problem = emulator().health()
+        if problem is not None:
+            return jsonify(status="error", storage_error=problem), 503
         return jsonify(status="ok")
 
     @bp.get("/api/config")
     def get_config() -> Response:
-        return jsonify(emulator().config().public())
+        return jsonify(emulator().public_config())
 
     @bp.patch("/api/config")
     def patch_config() -> Response:
-        return jsonify(emulator().update_config(json_body()).public())
+        emu = emulator()
+        emu.update_config(json_body())
+        return jsonify(emu.public_config())
 
     @bp.post("/api/tasks")
     def create_task() -> tuple[Response, int]:
@@ -103,8 +110,20 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.get("/api/tasks")
     def list_tasks() -> Response:
-        args = query_args({"status": str, "room_id": int, "scenario": str, "limit": int})
-        return jsonify(tasks=emulator().list_tasks(**args))
+        args = query_args(
+            {
+                "status": str,
+                "room_id": int,
+                "sdk_app_id": int,
+                "scenario": str,
+                "outcome": str,
+                "error_code": str,
+                "limit": int,
+                "offset": int,
+            }
+        )
+        tasks, next_offset = emulator().list_tasks(**args)
+        return jsonify(tasks=tasks, next_offset=next_offset)
 
     @bp.get("/api/tasks/<task_id>")
     def get_task(task_id: str) -> Response:
@@ -122,13 +141,24 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.get("/api/deliveries")
     def deliveries() -> Response:
-        args = query_args({"task_id": str, "limit": int})
-        return jsonify(deliveries=emulator().deliveries(**args))
+        args = query_args(
+            {
+                "task_id": str,
+                "ok": bool,
+                "status_code": int,
+                "event_type": str,
+                "limit": int,
+                "before": int,
+                "after": int,
+            }
+        )
+        deliveries, next_before = emulator().deliveries(**args)
+        return jsonify(deliveries=deliveries, next_before=next_before)
 
     @bp.post("/api/deliveries/<int:delivery_id>/redeliver")
     def redeliver(delivery_id: int) -> Response:
         json_body({})
-        return jsonify(qa.redeliver(emulator(), delivery_id))
+        return jsonify(emulator().redeliver(delivery_id))
 
     @bp.post("/api/events")
     def send_event() -> Response:
@@ -136,7 +166,7 @@ def create_control_blueprint() -> Blueprint:
         for required in ("event_type", "event_data"):
             if required not in body:
                 raise InvalidInput(required, "is required")
-        return jsonify(qa.send_event(emulator(), **body))
+        return jsonify(emulator().send_event(**body))
 
     @bp.get("/api/clock")
     def clock() -> Response:
@@ -163,11 +193,11 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.post("/api/scenarios")
     def add_scenario() -> tuple[Response, int]:
-        return jsonify(qa.add_scenario(emulator(), json_body()).public()), 201
+        return jsonify(emulator().add_scenario(json_body()).public()), 201
 
     @bp.delete("/api/scenarios/<name>")
     def delete_scenario(name: str) -> tuple[str, int]:
-        qa.delete_scenario(emulator(), name)
+        emulator().delete_scenario(name)
         return "", 204
 
     @bp.get("/api/rules")
@@ -177,17 +207,18 @@ def create_control_blueprint() -> Blueprint:
     @bp.post("/api/rules")
     def add_rule() -> tuple[Response, int]:
         body = json_body({"match": dict, "scenario": str})
-        return jsonify(qa.add_rule(emulator(), body.get("match"), body.get("scenario"))), 201
+        return jsonify(emulator().add_rule(body.get("match"), body.get("scenario"))), 201
 
     @bp.delete("/api/rules/<int:rule_id>")
     def delete_rule(rule_id: int) -> tuple[str, int]:
-        qa.delete_rule(emulator(), rule_id)
+        emulator().delete_rule(rule_id)
         return "", 204
 
     @bp.get("/api/cloud-calls")
     def cloud_calls() -> Response:
-        args = query_args({"action": str, "task_id": str, "limit": int})
-        return jsonify(cloud_calls=list_cloud_calls(emulator(), **args))
+        args = query_args({"action": str, "task_id": str, "limit": int, "before": int})
+        calls, next_before = emulator().cloud_calls(**args)
+        return jsonify(cloud_calls=calls, next_before=next_before)
 
     @bp.post("/api/reset")
     def reset() -> Response:

@@ -148,7 +148,7 @@ def create_dashboard_blueprint(
         def body() -> Iterator[str]:
             # Subscribe only once the server iterates: a body that never starts leaks nothing.
             feed = DeliveryFeed(queue_size)
-            unsubscribe = emu.engine.subscribe(feed.put)
+            unsubscribe = emu.subscribe(feed.put)
             try:
                 yield from stream_deliveries(
                     feed,

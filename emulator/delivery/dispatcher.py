@@ -1,0 +1,216 @@
+"""Dispatch: send each due callback in its task's order, through its backend's gate, and record it.
+
+A task's callbacks go out one after another, different tasks' concurrently. Each backend
+(scheme, host and port) has its own connection limit, and the attempt's timeout starts only once
+a connection is free, so a queue in front of a busy backend never causes a false retry. Every
+attempt is recorded in the store; a failed one is rescheduled by the retry policy, in emulated
+time, counting from when the attempt was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from emulator.core import payloads
+from emulator.core.clock import ClockMode, EmulatedClock
+from emulator.core.config import RuntimeConfig
+from emulator.delivery.scheduler import Outgoing, Scheduler, Wave
+from emulator.delivery.transport import AttemptResult, Transports
+from emulator.store.base import Row, Store
+
+# JSON is UTF-8 by definition (RFC 8259); SPEC section 2 names the bare media type.
+HEADERS = {"Content-Type": "application/json", "User-Agent": "tiw-emulator"}
+NO_URL = "no callback URL configured: set callback_url in /api/config or on the task"
+NOT_ACKNOWLEDGED = 'strict_ack: response body is not {"error_code": 0}'
+
+Queue = deque[tuple[Outgoing, Wave | None]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        store: Store,
+        clock: EmulatedClock,
+        config: Callable[[], RuntimeConfig],
+        resolve_url: Callable[[Outgoing], str | None],
+        transports: Transports,
+        connections_per_backend: int,
+    ) -> None:
+        self._loop = loop
+        self._store = store
+        self._clock = clock
+        self._config = config
+        self._resolve_url = resolve_url
+        self._transports = transports
+        self._per_backend = connections_per_backend
+        self._queues: dict[str, Queue] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self.scheduler: Scheduler | None = None
+        self.epoch = 0
+        self.stopping = False
+
+    # -- queues ------------------------------------------------------------------------------
+    def dispatch(self, event: Outgoing, wave: Wave | None) -> None:
+        """Queue the event behind its task's earlier callbacks; one worker drains each queue."""
+        key = event.task_id or f"adhoc-{event.id}"
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.append((event, wave))
+            return
+        queue = self._queues[key] = deque([(event, wave)])
+        worker = self._loop.create_task(self._drain(key, queue, self.epoch))
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    async def _drain(self, key: str, queue: Queue, epoch: int) -> None:
+        """Send a task's queued callbacks one after another, in the order they fell due."""
+        try:
+            while queue and not self.stopping:
+                event, wave = queue[0]
+                try:
+                    if epoch == self.epoch and event.state == "delivering":
+                        await self._deliver(event, epoch)
+                finally:
+                    queue.popleft()
+                    if wave is not None:
+                        wave.settle()
+        finally:
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+            for event, wave in queue:  # stopped: not attempted, so still scheduled in the store
+                event.state = "scheduled"
+                if wave is not None:
+                    wave.settle()
+
+    async def _deliver(self, event: Outgoing, epoch: int) -> None:
+        recorded = await self.attempt(event, epoch, None)
+        if recorded is None or epoch != self.epoch or event.state != "delivering":
+            return
+        attempt, _ = recorded
+        scheduler = self.scheduler
+        assert scheduler is not None
+        if attempt["ok"]:
+            event.state = "delivered"
+        else:
+            delay = self._config().retry.delay_after(event.attempts)
+            if delay is None:
+                event.state = "failed"
+            else:
+                event.due_at = round(attempt["emulated_at"] + delay, 3)
+                scheduler.add([event])
+        if event.state != "scheduled":
+            scheduler.forget(event.id)
+        self._store.settle_event(
+            event.id,
+            state=event.state,
+            attempts=event.attempts,
+            due_at=event.due_at,
+            payload=attempt["request_body"],
+        )
+
+    # -- one attempt ---------------------------------------------------------------------------
+    async def attempt(
+        self, event: Outgoing, epoch: int, redelivery_of: int | None
+    ) -> tuple[Row, Future[Row]] | None:
+        """Send once and record it; None when a reset made the attempt moot."""
+        cfg = self._config()
+        url = event.callback_url or self._resolve_url(event)
+        event.attempts += 1
+        # Wait for a free connection to this backend first: the timeout covers the attempt
+        # itself, never the queue in front of a busy backend (which would cause false retries).
+        async with self._gate(url):
+            # A manual advance jumps the clock; the attempt happened at the event's due time.
+            manual = self._clock.mode is ClockMode.MANUAL
+            emulated_at = event.due_at if manual else self._clock.now()
+            started_wall = self._clock.wall()
+            body = payloads.envelope_bytes(
+                event.event_type,
+                event.data_json,
+                sdk_app_id=event.sdk_app_id,
+                timestamp=int(started_wall),
+                callback_key=cfg.callback_key,
+                ttl_s=cfg.sign_ttl_s,
+                sign_mode=event.sign_mode,
+            )
+            if event.task_id is not None and epoch == self.epoch:
+                self._store.mark_delivering(event.id)
+            started = time.perf_counter()
+            if url is None:
+                result = AttemptResult(None, None, None, NO_URL)
+            else:
+                result = await self._transports.post(url, body, timeout_s=cfg.timeout_s)
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        ok = result.status_code == 200 and (
+            not cfg.strict_ack or _acknowledged(result.response_body)
+        )
+        error = result.error
+        if result.status_code == 200 and not ok:
+            error = NOT_ACKNOWLEDGED
+        if epoch != self.epoch:
+            return None
+        attempt: Row = {
+            "event_id": event.id,
+            "task_id": event.task_id,
+            "event_type": event.event_type,
+            "attempt": event.attempts,
+            "url": url,
+            "request_headers": request_headers(url, len(body)),
+            "request_body": body.decode(),
+            "status_code": result.status_code,
+            "response_headers": result.response_headers,
+            "response_body": result.response_body,
+            "error": error,
+            "started_at": round(started_wall, 6),
+            "duration_ms": duration_ms,
+            "ok": ok,
+            "emulated_at": round(emulated_at, 3),
+            "redelivery_of": redelivery_of,
+        }
+        return attempt, self._store.record_attempt(attempt)
+
+    def _gate(self, url: str | None) -> asyncio.Semaphore:
+        """The connection limit of the backend `url` points at (scheme, host and port)."""
+        key = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Semaphore(self._per_backend)
+        return gate
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.epoch += 1
+        self._queues.clear()
+
+    async def stop(self, grace_s: float) -> None:
+        """Let attempts in flight finish (up to `grace_s`), start no new one, then cancel."""
+        self.stopping = True
+        workers = list(self._workers)
+        if workers:
+            await asyncio.wait(workers, timeout=grace_s)
+        for task in workers:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*workers, return_exceptions=True)
+        await self._transports.close()
+
+
+def request_headers(url: str | None, length: int) -> dict[str, str]:
+    """The headers an attempt sends, as the attempt log shows them."""
+    host = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
+    return {"Host": host, **HEADERS, "Content-Length": str(length)}
+
+
+def _acknowledged(response: str | None) -> bool:
+    try:
+        return bool(json.loads(response or "").get("error_code") == 0)
+    except (ValueError, AttributeError):
+        return False

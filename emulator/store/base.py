@@ -1,0 +1,193 @@
+"""The store interface: what the core asks of persistence, with no SQL dialect leaking through.
+
+SQLite (`emulator.store.sqlite`) implements it today; a PostgreSQL store implements the same
+methods. Rows cross the interface as plain dicts whose keys are the column names below, so the
+core never sees a cursor, a connection or a placeholder style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Row = dict[str, Any]
+AttemptListener = Callable[[Row], None]
+
+# The columns of one delivery attempt, in the order the attempt log returns them.
+DELIVERY_COLUMNS = (
+    "id",
+    "event_id",
+    "task_id",
+    "event_type",
+    "attempt",
+    "url",
+    "request_headers",
+    "request_body",
+    "status_code",
+    "response_headers",
+    "response_body",
+    "error",
+    "started_at",
+    "duration_ms",
+    "ok",
+    "emulated_at",
+    "redelivery_of",
+)
+
+TASK_STATUSES = ("queued", "processing", "finished", "cancelled")
+
+
+class StorageError(Exception):
+    """A write or read the database refused (disk full, read-only, connection lost)."""
+
+
+class RoomTaken(Exception):
+    """Another unfinished task holds the room; `task_id` names it."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+class DuplicateTaskId(Exception):
+    """The TaskId is already stored (a collision of random ids: draw another)."""
+
+
+class DatabaseBusy(Exception):
+    """Another process owns this database file."""
+
+
+@dataclass
+class NewEvent:
+    """A planned callback to insert with its task (the store assigns its id)."""
+
+    seq: int
+    event_type: str
+    due_at: float
+    state: str
+    event_data: str
+    sign_mode: str
+    note: str
+    sdk_app_id: int
+    callback_url: str | None
+    task_id: str | None = None
+    id: int = 0  # set by insert_task / insert_adhoc_event
+
+
+@dataclass
+class NewTask:
+    """A task row; `plan` is the JSON of its timeline."""
+
+    task_id: str
+    room_id: int
+    group_id: str
+    sdk_app_id: int
+    scenario: str
+    seed: int
+    params: str
+    callback_url: str | None
+    source: str
+    request_id: str | None
+    created_at: float
+    created_wall: float
+    queued_until: float
+    finish_at: float | None
+    outcome: str | None
+    error_code: str | None
+    plan: str
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    status: str | None = None
+    room_id: int | None = None
+    sdk_app_id: int | None = None
+    scenario: str | None = None
+    outcome: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    task_id: str | None = None
+    ok: bool | None = None
+    status_code: int | None = None
+    event_type: str | None = None
+
+
+class Store(Protocol):
+    """Persistence for one emulator; safe to call from any thread."""
+
+    location: str
+
+    def close(self) -> None: ...
+    def health(self) -> str | None:
+        """None when healthy, else the storage error that is holding writes back."""
+        ...
+
+    # configuration, rules, user scenarios, per-SdkAppId callbacks
+    def load_config(self) -> dict[str, Any]: ...
+    def save_config(self, values: Mapping[str, Any]) -> None: ...
+    def list_rules(self) -> list[Row]: ...
+    def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int: ...
+    def delete_rule(self, rule_id: int) -> bool: ...
+    def list_scenarios(self) -> list[Row]: ...
+    def save_scenario(self, name: str, doc: str) -> None: ...
+    def delete_scenario(self, name: str) -> None: ...
+    def app_callbacks(self) -> dict[int, str]: ...
+    def set_app_callback(self, sdk_app_id: int, url: str | None) -> None: ...
+
+    # tasks and their events
+    def insert_task(self, task: NewTask, *, now: float) -> None:
+        """Insert atomically, refusing with RoomTaken while the room has an unfinished task."""
+        ...
+
+    def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None: ...
+    def get_task(self, task_id: str) -> Row | None: ...
+    def list_tasks(
+        self, where: TaskFilter, *, now: float, limit: int, offset: int
+    ) -> tuple[list[Row], int | None]: ...
+    def cancel_task(self, task_id: str, at: float) -> None: ...
+    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]: ...
+    def pending_events(self) -> list[Row]: ...
+    def get_event(self, event_id: int) -> Row | None: ...
+    def insert_events(self, events: list[NewEvent]) -> None:
+        """Insert events without a task plan (ad-hoc events, benchmarks); sets their ids."""
+        ...
+
+    # the delivery hot path: write-behind, committed in order, bounded
+    def mark_delivering(self, event_id: int) -> None: ...
+    def record_attempt(self, attempt: Row) -> Future[Row]:
+        """Queue an attempt; the future gives the stored row (with its id) once committed."""
+        ...
+
+    def settle_event(
+        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
+    ) -> None: ...
+    def subscribe(self, listener: AttemptListener) -> Callable[[], None]: ...
+    def flush(self) -> None:
+        """Commit every queued write now; raises StorageError if the database refuses."""
+        ...
+
+    # the attempt log and the cloud-call log
+    def get_delivery(self, delivery_id: int) -> Row | None: ...
+    def list_deliveries(
+        self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
+    ) -> tuple[list[Row], int | None]: ...
+    def log_cloud_call(self, at: float, action: str, task_id: str | None, record: str) -> None: ...
+    def list_cloud_calls(
+        self, *, action: str | None, task_id: str | None, limit: int, before: int | None
+    ) -> tuple[list[Row], int | None]: ...
+
+    def reset(self) -> None:
+        """Forget tasks, events, deliveries, rules, user scenarios and cloud calls, atomically."""
+        ...
+
+
+def rows_to_page(rows: Iterable[Row], limit: int) -> tuple[list[Row], bool]:
+    """Split a `limit + 1` fetch into the page and whether there is more."""
+    items = list(rows)
+    return items[:limit], len(items) > limit

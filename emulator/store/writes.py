@@ -1,0 +1,116 @@
+"""The write-behind queue of the delivery hot path: ordered, bounded, never dropped.
+
+Producers (the delivery engine) `put` writes; a flusher thread commits them in batches through
+the store's `commit` callback while holding the store's lock, and readers flush under the same
+lock before they read. A batch leaves the queue only after its commit succeeded: a refused commit
+(disk full, read-only file) keeps it queued, sets `error`, and is retried with a growing pause.
+When the queue is full, `put` waits for room (back-pressure) instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+log = logging.getLogger("tiw_emulator.store")
+
+Op = tuple[str, Any]
+Commit = Callable[[list[Op]], list[tuple["Future[Any]", Any]]]
+
+
+class Discarded(Exception):
+    """A queued write forgotten by a reset."""
+
+
+class WriteQueue:
+    def __init__(
+        self,
+        commit: Commit,
+        *,
+        lock: threading.RLock,
+        max_pending: int = 20_000,
+        interval_s: float = 0.01,
+        max_backoff_s: float = 1.0,
+    ) -> None:
+        self._commit = commit
+        self._lock = lock
+        self._max = max_pending
+        self._interval = interval_s
+        self._max_backoff = max_backoff_s
+        self._pending: deque[Op] = deque()
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="tiw-store-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, kind: str, op: Any) -> None:
+        with self._cond:
+            while len(self._pending) >= self._max and not self._stopping.is_set():
+                self._cond.notify_all()
+                self._cond.wait(0.5)
+            self._pending.append((kind, op))
+            if len(self._pending) == 1:
+                self._cond.notify_all()  # wake the flusher from its idle wait
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def flush_locked(self) -> None:
+        """Commit everything queued; the caller holds the store's lock."""
+        with self._cond:
+            batch = list(self._pending)
+        if not batch:
+            return
+        try:
+            done = self._commit(batch)
+        except Exception as exc:
+            if self.error != str(exc):
+                log.error("storage error, %d writes kept queued: %s", len(batch), exc)
+            self.error = str(exc)
+            raise
+        if self.error is not None:
+            log.warning("storage recovered: %d queued writes committed", len(batch))
+        self.error = None
+        with self._cond:
+            for _ in batch:
+                self._pending.popleft()
+            self._cond.notify_all()
+        for future, row in done:
+            future.set_result(row)
+
+    def discard_locked(self) -> None:
+        """Forget every queued write (a reset); the caller holds the store's lock."""
+        with self._cond:
+            batch = list(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+        self.error = None
+        for kind, op in batch:
+            if kind == "attempt":
+                op[1].set_exception(Discarded("forgotten by a reset"))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = self._interval
+        while not self._stopping.is_set():
+            with self._cond:
+                while not self._pending and not self._stopping.is_set():
+                    self._cond.wait()
+            if self._stopping.wait(backoff):  # gather a batch (or pause after an error)
+                return
+            try:
+                with self._lock:
+                    self.flush_locked()
+                backoff = self._interval
+            except Exception:  # reported through `error`; the writes stay queued
+                backoff = min(self._max_backoff, backoff * 2)
