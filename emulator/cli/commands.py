@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emulator.core.errors import EmulatorError
+from emulator.store.base import DatabaseBusy, StorageError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -135,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except EmulatorError as err:
         print(f"error: {err.message}", file=sys.stderr)
+        return 2
+    except (DatabaseBusy, StorageError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
 
 

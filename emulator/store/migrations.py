@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS cloud_calls (
 );
 """
 
-# Version 2: columns and indexes so lists filter, sort and page in SQL; ids that are never
+# Version 2: columns and indexes so lists filter, sort and page in SQL (one index per filter,
+# so each walks its index in rowid order and never sorts); ids that are never
 # reused (AUTOINCREMENT), so a delivery id from before a reset can never name a new record;
 # request and response headers in the attempt log.
 V2 = """
@@ -53,8 +54,11 @@ ALTER TABLE tasks ADD COLUMN outcome TEXT;
 ALTER TABLE tasks ADD COLUMN error_code TEXT;
 UPDATE tasks SET queued_until = json_extract(plan, '$.queued_until'),
     outcome = json_extract(plan, '$.outcome'), error_code = json_extract(plan, '$.error.Code');
+DROP INDEX IF EXISTS tasks_room;
+CREATE INDEX tasks_room ON tasks (room_id);
 CREATE INDEX tasks_scenario ON tasks (scenario);
-CREATE INDEX tasks_outcome ON tasks (outcome, error_code);
+CREATE INDEX tasks_outcome ON tasks (outcome);
+CREATE INDEX tasks_error ON tasks (error_code);
 CREATE INDEX tasks_app ON tasks (sdk_app_id);
 
 CREATE TABLE events_v2 (

@@ -89,6 +89,9 @@ class SQLiteStore:
         self._listeners: list[AttemptListener] = []
         self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
         self._since_prune = 0
+        self._sync_error: str | None = (
+            None  # the last refused synchronous write, until one succeeds
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -101,7 +104,7 @@ class SQLiteStore:
             self._owner.release()
 
     def health(self) -> str | None:
-        return self._writes.error
+        return self._writes.error or self._sync_error
 
     def limit_pages(self, pages: int | None) -> None:
         """Cap the file at `pages` pages (None: no cap): a real 'database or disk is full'.
@@ -121,15 +124,18 @@ class SQLiteStore:
         """Run `statements` in one transaction, after every queued write (keeps the order)."""
         with self._lock:
             self._writes.flush_locked()
-            return self._guard(lambda: _transaction(self._conn, statements))
+            result = self._guard(lambda: _transaction(self._conn, statements), write=True)
+            self._sync_error = None
+            return result
 
-    @staticmethod
-    def _guard(fn: Callable[[], Any]) -> Any:
+    def _guard(self, fn: Callable[[], Any], *, write: bool = False) -> Any:
         try:
             return fn()
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
+            if write:
+                self._sync_error = _describe(exc)
             raise StorageError(_describe(exc)) from exc
 
     def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row], Row]]:
@@ -156,6 +162,7 @@ class SQLiteStore:
             _transaction(self._conn, run)
         except sqlite3.Error as exc:
             raise StorageError(_describe(exc)) from exc
+        self._sync_error = None  # the database takes writes again
         return done
 
     def _notify(self, row: Row) -> None:
@@ -412,7 +419,7 @@ class SQLiteStore:
                 for table in RESET_TABLES:
                     conn.execute(f"DELETE FROM {table}")
 
-            self._guard(lambda: _transaction(self._conn, run))
+            self._guard(lambda: _transaction(self._conn, run), write=True)
 
     # -- for tests and tooling -----------------------------------------------------------------
     def explain(self, sql: str, args: Sequence[Any] = ()) -> list[str]:

@@ -1,0 +1,314 @@
+"""The store seam: migrations from the first release, indexes, ids, ordering, owner lock, full disk."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.core.config import Settings
+from emulator.core.service import Emulator
+from emulator.receiver import Receiver
+from emulator.store.base import DatabaseBusy, DeliveryFilter, TaskFilter
+from emulator.store.migrations import LATEST, V1
+from emulator.store.sqlite import SQLiteStore, task_query
+from emulator.web.app import create_app, get_emulator
+
+V1_PLAN = {
+    "created_at": 100.0,
+    "queued_until": 110.0,
+    "milestones": [[120.0, 50]],
+    "finish_at": 200.0,
+    "outcome": "failure",
+    "error": {"Code": "FailedOperation.Transcode", "Message": "x"},
+    "result": None,
+}
+
+
+def _first_release_db(path: Path) -> None:
+    """A database as release 0.1.0 wrote it: its schema, no user_version, a task and attempts."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V1)
+    conn.execute(
+        "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
+        " callback_url, source, request_id, created_at, created_wall, finish_at, plan)"
+        " VALUES ('t0000000000000000001', 42, '42', 1400000001, 'transcode-failure', 1, '{}',"
+        " NULL, 'control', NULL, 100.0, 1.7e9, 200.0, ?)",
+        (json.dumps(V1_PLAN),),
+    )
+    conn.execute(
+        "INSERT INTO events (id, task_id, seq, event_type, due_at, state, event_data, sign_mode,"
+        " sdk_app_id) VALUES (7, 't0000000000000000001', 1, 'OfflineRecordFinished', 200.0,"
+        " 'failed', '{}', 'valid', 1400000001)"
+    )
+    conn.execute(
+        "INSERT INTO deliveries (id, event_id, task_id, event_type, attempt, url, request_body,"
+        " status_code, response_body, error, started_at, duration_ms, ok, emulated_at)"
+        " VALUES (3, 7, 't0000000000000000001', 'OfflineRecordFinished', 1, 'http://x/', '{}',"
+        " 500, 'no', NULL, 1.7e9, 1.0, 0, 200.0)"
+    )
+    conn.execute(
+        "INSERT INTO cloud_calls (at, action, record) VALUES (1.7e9, 'DescribeOfflineRecord', ?)",
+        (json.dumps({"action": "DescribeOfflineRecord", "task_id": "t0000000000000000001"}),),
+    )
+    conn.execute("INSERT INTO config (key, value) VALUES ('speed', '120.0')")
+    conn.commit()
+    conn.close()
+
+
+def test_a_database_written_by_the_first_release_opens_and_keeps_its_records(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    _first_release_db(db)
+    store = SQLiteStore(str(db))
+    try:
+        task = store.get_task("t0000000000000000001")
+        assert task is not None
+        assert (task["outcome"], task["error_code"]) == ("failure", "FailedOperation.Transcode")
+        assert (task["attempts"], task["failed_attempts"], task["undelivered_events"]) == (1, 1, 1)
+        found, _ = store.list_tasks(
+            TaskFilter(error_code="FailedOperation.Transcode"), now=300.0, limit=10, offset=0
+        )
+        assert [t["task_id"] for t in found] == ["t0000000000000000001"]
+        deliveries, _ = store.list_deliveries(
+            DeliveryFilter(ok=False), limit=10, before=None, after=None
+        )
+        assert [(d["id"], d["status_code"], d["request_headers"]) for d in deliveries] == [
+            (3, 500, None)
+        ]
+        calls, _ = store.list_cloud_calls(
+            action=None, task_id="t0000000000000000001", limit=10, before=None
+        )
+        assert len(calls) == 1
+        assert store.load_config() == {"speed": 120.0}
+    finally:
+        store.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    conn.close()
+
+
+def test_an_emulator_starts_on_a_first_release_database(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    _first_release_db(db)
+    emu = Emulator(Settings.load({"db": str(db), "clock": "manual"}, env={})).start()
+    try:
+        task = emu.get_task("t0000000000000000001")
+        assert task["status"] == "finished" or task["status"] == "processing"
+        assert emu.create_task(scenario="success")["task_id"]
+    finally:
+        emu.close()
+
+
+@pytest.fixture
+def big_store(tmp_path: Path) -> Any:
+    store = SQLiteStore(str(tmp_path / "plans.db"))
+    yield store
+    store.close()
+
+
+LIST_QUERIES: list[tuple[str, TaskFilter]] = [
+    ("room", TaskFilter(room_id=5)),
+    ("app", TaskFilter(sdk_app_id=5)),
+    ("scenario", TaskFilter(scenario="success")),
+    ("outcome", TaskFilter(outcome="failure")),
+    ("error code", TaskFilter(outcome="failure", error_code="FailedOperation.Record")),
+]
+
+
+@pytest.mark.parametrize(("name", "where"), LIST_QUERIES, ids=[q[0] for q in LIST_QUERIES])
+def test_task_filters_use_an_index(big_store: SQLiteStore, name: str, where: TaskFilter) -> None:
+    sql, args = task_query(where, now=0.0)
+    plan = " | ".join(big_store.explain(f"{sql} ORDER BY rowid DESC LIMIT 50", args))
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.parametrize("column", ["task_id", "ok", "status_code", "event_type"])
+def test_delivery_filters_use_an_index(big_store: SQLiteStore, column: str) -> None:
+    plan = " | ".join(
+        big_store.explain(
+            f"SELECT * FROM deliveries WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT 51",
+            (1, 10),
+        )
+    )
+    assert "USING INDEX" in plan or "USING INTEGER PRIMARY KEY" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+def test_unfiltered_lists_walk_the_primary_key_without_sorting(big_store: SQLiteStore) -> None:
+    for sql in (
+        "SELECT * FROM tasks ORDER BY rowid DESC LIMIT 51",
+        "SELECT * FROM deliveries WHERE id < 100 ORDER BY id DESC LIMIT 51",
+        "SELECT * FROM cloud_calls ORDER BY id DESC LIMIT 51",
+    ):
+        plan = " | ".join(big_store.explain(sql))
+        assert "TEMP B-TREE" not in plan, plan
+    plan = " | ".join(
+        big_store.explain(
+            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
+        )
+    )
+    assert "events_pending" in plan, plan
+
+
+def test_ids_come_from_the_database_and_never_repeat_after_reset(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "ids.db"))
+    try:
+        first = [store.record_attempt(_attempt(n)) for n in range(5)]
+        store.flush()
+        ids = [f.result(timeout=1)["id"] for f in first]
+        assert ids == sorted(ids) and len(set(ids)) == 5
+        store.reset()
+        again = store.record_attempt(_attempt(9))
+        store.flush()
+        assert again.result(timeout=1)["id"] > max(ids)
+        assert store.get_delivery(ids[0]) is None
+    finally:
+        store.close()
+
+
+def _attempt(n: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "event_id": None,
+        "task_id": f"task{n}",
+        "event_type": "OfflineRecordProgressChanged",
+        "attempt": 1,
+        "url": "http://127.0.0.1:9/",
+        "request_headers": {"Content-Type": "application/json"},
+        "request_body": json.dumps({"n": n}),
+        "status_code": 200,
+        "response_headers": None,
+        "response_body": "",
+        "error": None,
+        "started_at": 1.0,
+        "duration_ms": 1.0,
+        "ok": True,
+        "emulated_at": 0.0,
+        "redelivery_of": None,
+        **overrides,
+    }
+
+
+def test_a_read_sees_every_write_queued_before_it(tmp_path: Path) -> None:
+    """Writers queue attempts from 4 threads while readers read: no read is ever behind."""
+    store = SQLiteStore(str(tmp_path / "order.db"))
+    stale = 0
+
+    def write_then_read(worker: int) -> int:
+        misses = 0
+        for n in range(300):
+            task_id = f"w{worker}-{n}"
+            store.record_attempt(_attempt(n, task_id=task_id))
+            rows, _ = store.list_deliveries(
+                DeliveryFilter(task_id=task_id), limit=1, before=None, after=None
+            )
+            misses += not rows
+        return misses
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            stale = sum(pool.map(write_then_read, range(4)))
+        assert stale == 0
+    finally:
+        store.close()
+
+
+def test_retention_keeps_the_newest_attempts(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "keep.db"), max_deliveries=500)
+    try:
+        for n in range(2100):
+            store.record_attempt(_attempt(n))
+        store.flush()
+        rows, _ = store.list_deliveries(DeliveryFilter(), limit=1000, before=None, after=None)
+        assert 500 <= len(rows) <= 1500
+        assert rows[-1]["request_body"] == json.dumps({"n": 2099})
+    finally:
+        store.close()
+
+
+def test_a_second_owner_of_the_same_file_is_refused(tmp_path: Path) -> None:
+    db = str(tmp_path / "owned.db")
+    store = SQLiteStore(db)
+    try:
+        with pytest.raises(DatabaseBusy, match="in use by another tiw-emulator process"):
+            SQLiteStore(db)
+    finally:
+        store.close()
+    SQLiteStore(db).close()  # free again once the owner closed it
+
+
+def test_a_second_serve_process_on_the_same_file_refuses_in_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "owned.db")
+    store = SQLiteStore(db)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", "--db", db],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        store.close()
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "in use by another tiw-emulator process" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_full_disk_answers_503_loses_nothing_and_recovers(tmp_path: Path) -> None:
+    """SQLite's page cap gives a real SQLITE_FULL: the same error as a full disk."""
+    with Receiver() as receiver:
+        app = create_app(
+            {
+                "db": str(tmp_path / "full.db"),
+                "clock": "manual",
+                "retry": "none",
+                "callback_url": receiver.url,
+            }
+        )
+        emu = get_emulator(app)
+        client = app.test_client()
+        try:
+            created = [
+                client.post("/api/tasks", json={"scenario": "success"}).get_json() for _ in range(3)
+            ]
+            assert client.get("/healthz").status_code == 200
+            store = emu.store
+            assert isinstance(store, SQLiteStore)
+            store.limit_pages(1)  # the file cannot grow: what fits in free pages, then full
+            for _ in range(500):
+                refused = client.post("/api/tasks", json={"scenario": "success"})
+                if refused.status_code != 201:
+                    break
+                created.append(refused.get_json())
+            assert refused.status_code == 503
+            error = refused.get_json()["error"]
+            assert error["code"] == "storage_unavailable"
+            assert "database or disk is full" in error["message"]
+            health = client.get("/healthz")
+            assert health.status_code == 503
+            assert "database or disk is full" in health.get_json()["storage_error"]
+            # Deliveries go out while the disk is full; their records wait in the queue.
+            assert client.post("/api/clock/advance", json={"seconds": 86400}).status_code == 503
+            planned = sum(e["state"] == "scheduled" for t in created for e in t["events"])
+            receiver.wait_for(lambda got: len(got) >= planned)
+            assert client.get("/api/deliveries").status_code == 503  # never a stale read
+            store.limit_pages(None)  # space returns
+            log = client.get("/api/deliveries?limit=1000")
+            assert log.status_code == 200
+            logged = {d["request_body"] for d in log.get_json()["deliveries"]}
+            seen = {r.body.decode() for r in receiver.received}
+            assert seen <= logged  # every attempt the backend saw is in the attempt log
+            assert client.get("/healthz").status_code == 200
+            assert client.post("/api/tasks", json={"scenario": "success"}).status_code == 201
+        finally:
+            emu.close()
