@@ -1,4 +1,4 @@
-"""The store seam: migrations from the first release, indexes, ids, ordering, owner lock, full disk."""
+"""The store seam: migrations, indexes, ids, read order, retention, owner lock, full disk."""
 
 from __future__ import annotations
 
