@@ -28,6 +28,11 @@ INI_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("tiw_emulator_sdk_app_id", "1400000001", "default SdkAppId"),
     ("tiw_emulator_scenarios_dir", "", "directory of extra scenario files"),
     ("tiw_emulator_timeout", "5", "seconds wait_for helpers wait before failing"),
+    (
+        "tiw_emulator_seed",
+        "",
+        "run seed replaying a run exactly (each test starts from it); empty: fresh TaskIds",
+    ),
 )
 
 
@@ -62,6 +67,9 @@ def tiw_emulator_settings(pytestconfig: pytest.Config) -> dict[str, Any]:
         "callback_key": key or None,
         "sdk_app_id": int(_ini(pytestconfig, "tiw_emulator_sdk_app_id")),
     }
+    seed = _ini(pytestconfig, "tiw_emulator_seed")
+    if seed:
+        settings["seed"] = int(seed)
     scenarios_dir = _ini(pytestconfig, "tiw_emulator_scenarios_dir")
     if scenarios_dir:
         settings["scenarios_dir"] = str(pytestconfig.rootpath / scenarios_dir)

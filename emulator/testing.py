@@ -349,14 +349,20 @@ class TiwEmulator:
             )
         return matching(self.served.attempts())
 
+    @property
+    def run_seed(self) -> int:
+        """The seed this test's run started from (ini tiw_emulator_seed replays it)."""
+        return self.emu.run_seed
+
     def _clock_hint(self) -> str:
         info = self.emu.clock_info()
+        seed = f"\n(run seed {self.run_seed}: set tiw_emulator_seed = {self.run_seed} to replay)"
         if info["mode"] == "manual" and info["pending_events"]:
             return (
                 f"\n(the clock is manual and {info['pending_events']} event(s) are still "
-                "scheduled: advance it, e.g. tiw_emulator.advance_all())"
+                "scheduled: advance it, e.g. tiw_emulator.advance_all())" + seed
             )
-        return ""
+        return seed
 
     # -- assertions ------------------------------------------------------------------------------
     def assert_received(

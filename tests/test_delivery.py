@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from typing import Any
 
+from emulator.core import payloads
+from emulator.core.signing import SignMode
+from emulator.delivery.scheduler import Outgoing
 from emulator.receiver import Receiver, Reply
+from emulator.store.base import DeliveryFilter, NewEvent
+from emulator.store.sqlite import SQLiteStore
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 
@@ -184,3 +190,93 @@ def test_speed_change_at_run_time_keeps_emulated_due_times(
     assert [x.json["EventData"].get("Progress") for x in receiver.received] == [
         e["payload"]["EventData"]["Progress"] for e in events
     ]
+
+
+def _schedule(emu: Any, task_id: str, due_at: float) -> None:
+    """One planned callback for `task_id` at emulated `due_at` (bypassing scenario timing)."""
+    data = payloads.encode_data(payloads.progress_data(task_id, 1, 10))
+    event = NewEvent(
+        seq=1,
+        event_type=payloads.PROGRESS_CHANGED,
+        due_at=due_at,
+        state="scheduled",
+        event_data=data,
+        sign_mode="valid",
+        note="",
+        sdk_app_id=emu.config().sdk_app_id,
+        callback_url=None,
+        task_id=task_id,
+    )
+    emu.store.insert_events([event])
+    emu.engine.schedule(
+        [
+            Outgoing(
+                id=event.id,
+                task_id=task_id,
+                seq=1,
+                event_type=event.event_type,
+                due_at=due_at,
+                data_json=data,
+                sign_mode=SignMode.VALID,
+                sdk_app_id=event.sdk_app_id,
+                callback_url=None,
+            )
+        ]
+    )
+
+
+def test_one_advance_sends_every_attempt_retries_included_in_due_order(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    """A fails at t, is retried at t+1 (fast policy) and t+3; B is due at t+2: A, A, B, A."""
+    emu = make_emulator(callback_url=receiver.url, retry="fast").emu
+    receiver.respond = lambda r: Reply(500 if r.json["EventData"]["TaskId"] == "A" else 200)
+    now = emu.clock.now()
+    _schedule(emu, "A", now + 10)
+    _schedule(emu, "B", now + 12)
+    emu.advance(60)
+    order = [(r.json["EventData"]["TaskId"]) for r in receiver.received]
+    assert order == ["A", "A", "B", "A"]
+    attempts, _ = emu.deliveries(limit=10)
+    assert [(d["task_id"], round(d["emulated_at"] - now, 2)) for d in attempts] == [
+        ("A", 10.0),
+        ("A", 11.0),
+        ("B", 12.0),
+        ("A", 13.0),
+    ]
+
+
+def test_a_clean_stop_leaves_no_event_marked_delivering(tmp_path: Any, receiver: Receiver) -> None:
+    """Stop in the middle of a busy run: an event whose attempt is recorded is settled."""
+    from emulator.core.config import Settings
+    from emulator.core.service import Emulator
+
+    db = str(tmp_path / "busy.db")
+    settings = {"db": db, "clock": "manual", "retry": "none", "callback_url": receiver.url}
+    emu = Emulator(Settings.load(settings, env={})).start()
+    for n in range(200):
+        emu.create_task(scenario="success", room_id=1000 + n)
+    receiver.respond = lambda r: Reply(delay_s=0.001)
+    advanced: list[int] = []
+    runner = threading.Thread(target=lambda: advanced.append(emu.advance(86400)["fired"]))
+    runner.start()
+    receiver.wait_for(lambda got: len(got) >= 100)
+    emu.close()
+    runner.join(10)
+    assert not runner.is_alive()  # the advance returns when the engine stops
+    store = SQLiteStore(db)
+    try:
+        stuck = [e for e in store.pending_events() if e["state"] == "delivering"]
+        recorded: set[int] = set()
+        before = None
+        while True:
+            page, before = store.list_deliveries(
+                DeliveryFilter(), limit=1000, before=before, after=None
+            )
+            recorded |= {d["event_id"] for d in page}
+            if before is None:
+                break
+        assert recorded
+        assert [e["id"] for e in stuck if e["id"] in recorded] == []
+    finally:
+        store.close()

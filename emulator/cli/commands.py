@@ -37,6 +37,11 @@ def add_settings_flags(p: argparse.ArgumentParser) -> None:
         help="accept cloud API calls without checking TC3 signatures",
     )
     p.add_argument("--fidelity", choices=["default", "strict"], help="cloud API reply fields")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="run seed: replays a run exactly (default: a fresh one, so TaskIds never repeat)",
+    )
 
 
 SETTING_KEYS = (
@@ -55,6 +60,7 @@ SETTING_KEYS = (
     "secret_key",
     "verify_signature",
     "fidelity",
+    "seed",
 )
 
 
@@ -89,8 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"  database    {settings.db}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
         f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",
-        flush=True,
     )
+    print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

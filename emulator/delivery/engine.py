@@ -74,7 +74,7 @@ class Engine:
         self._loop.close()
 
     async def _shutdown(self) -> None:
-        self._scheduler.stop()
+        self._scheduler.close()
         await self._dispatcher.stop(STOP_GRACE_S)
         self._loop.call_soon(self._loop.stop)
 

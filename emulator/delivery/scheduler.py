@@ -70,6 +70,7 @@ class Scheduler:
         self._pending: dict[int, Outgoing] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -96,6 +97,11 @@ class Scheduler:
         self._pending.clear()
         self.rearm()
 
+    def close(self) -> None:
+        """Fire nothing more (shutting down); an advance in progress returns."""
+        self._closed = True
+        self.stop()
+
     def stop(self) -> None:
         if self._timer:
             self._timer.cancel()
@@ -108,7 +114,7 @@ class Scheduler:
         if due == self._timer_due and self._timer is not None and not force:
             return
         self.stop()
-        if due is None:
+        if due is None or self._closed:
             return
         deadline = self._clock.deadline_for(due)
         if deadline is None:  # manual clock: only advance() fires events
@@ -137,7 +143,7 @@ class Scheduler:
         """Dispatch, in due order, every live event due at or before `until`."""
         fired = 0
         heap = self._heap
-        while heap and heap[0][0] <= until + 1e-9:
+        while heap and heap[0][0] <= until + 1e-9 and not self._closed:
             due, event_id = heapq.heappop(heap)
             if self._is_live(due, event_id):
                 event = self._pending[event_id]
