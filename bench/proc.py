@@ -39,10 +39,11 @@ def serve_command() -> list[str]:
 class Served:
     """`tiw-emulator serve` on a free loopback port with its own database file."""
 
-    def __init__(self, workdir: Path, name: str, *flags: str) -> None:
+    def __init__(self, workdir: Path, name: str, *flags: str, keep_db: bool = False) -> None:
         self.db = workdir / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.db}{suffix}").unlink(missing_ok=True)
+            if not keep_db:
+                Path(f"{self.db}{suffix}").unlink(missing_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}

@@ -1,5 +1,5 @@
-"""Concurrency stress over loopback HTTP: creators, ad-hoc events, resets, config patches and readers
-at once for a few seconds. Zero 5xx, and every callback the backend saw is in the attempt log."""
+"""Concurrency stress over loopback HTTP: creators, ad-hoc events, resets, config patches and
+readers at once for a few seconds. Zero 5xx, and every callback the backend saw is logged."""
 
 from __future__ import annotations
 

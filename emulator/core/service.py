@@ -90,6 +90,7 @@ class Emulator(QAControls):
             connections_per_backend=settings.connections_per_backend,
         )
         self._started = False
+        self._warned_no_url = False
 
     def _new_run_seed(self) -> int:
         """The given --seed, else a fresh one: TaskIds never repeat across runs by default."""
@@ -283,7 +284,8 @@ class Emulator(QAControls):
         ]
         url = task.callback_url or self._app_callbacks.get(task.sdk_app_id)
         view["warnings"] = [] if url or self._config.callback_url else [NO_CALLBACK_URL]
-        if view["warnings"]:
+        if view["warnings"] and not self._warned_no_url:
+            self._warned_no_url = True  # once, not per task: the reply carries it every time
             log.warning("task %s: %s", task.task_id, NO_CALLBACK_URL)
         return view
 
