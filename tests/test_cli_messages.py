@@ -17,6 +17,7 @@ import pytest
 
 import emulator
 from emulator import cli
+from emulator.cli import commands as cli_commands
 from emulator.cli.demo import DEMO_DEFAULTS, DEMO_SCENARIOS
 from emulator.core.config import RuntimeConfig, Settings
 from emulator.receiver import Receiver
@@ -197,3 +198,30 @@ def test_a_script_without_the_token_gets_json_naming_both_ways(token_client: Any
     assert api.status_code == 401 and api.is_json  # the API is not a page: header only
     assert "Authorization: Bearer <token>" in api.get_json()["error"]["message"]
     assert "s3cret-t0ken" not in api.get_data(as_text=True) + ui.get_data(as_text=True)
+
+
+# -- the README in step with the CLI --------------------------------------------------------------
+def readme_section(name: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split(f"<!-- section:{name} -->")[1].split(f"<!-- /section:{name} -->")[0]
+
+
+def test_readme_lists_every_command_and_run_exit_status() -> None:
+    parser = cli_commands.build_parser()
+    commands = set(innermost_choices(parser))
+    first_column = re.findall(r"^\| ([^|]+)\|", readme_section("cli"), flags=re.MULTILINE)
+    documented = {m for cell in first_column for m in re.findall(r"(?:^|· )`(\w+)", cell)}
+    assert documented == commands, "add each command to the README's Command line table"
+    for status in ("0", "1", "2", "3"):
+        assert f"\n| {status} | " in readme_section("cli")
+
+
+def test_readme_acknowledgement_section_states_the_rule() -> None:
+    ack = readme_section("ack")
+    assert "**HTTP 200**" in ack and "204" in ack and "`strict_ack`" in ack
+    assert 'strict_ack: response body is not {"error_code": 0}' in ack  # the engine's words
+
+
+def innermost_choices(parser: Any) -> list[str]:
+    [sub] = [a for a in parser._actions if a.dest == "command"]
+    return list(sub.choices)

@@ -281,9 +281,10 @@ def judge(
         attempts = Counter(d["attempt"] for d in deliveries)
         most = max(attempts) if attempts else 0
         headline = f"your backend did not acknowledge {not_acked} of {len(sent)} callbacks"
+        tries = f"even after {most} attempts each" if most > 1 else "in one attempt each"
         lines.append(
             f"Your backend acknowledged {accepted} of {len(sent)} callbacks; {not_acked} never"
-            f" were, even after {most} attempts each. Why: {reasons}."
+            f" were, {tries}. Why: {reasons}."
         )
         lines.append(
             'Only HTTP 200 acknowledges a callback (with --strict-ack, HTTP 200 and {"error_code":'
