@@ -10,6 +10,7 @@ plus the already-installed distributions the wheel declares it needs (and pytest
 
 from __future__ import annotations
 
+import email.parser
 import importlib.metadata
 import importlib.resources
 import os
@@ -21,7 +22,6 @@ import tarfile
 import tomllib
 import venv
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,14 +132,12 @@ def clean_checkout(target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    if shutil.which("git") is None:
-        pytest.skip("needs git to list the checkout's files: apt-get install -y git")
-    source = clean_checkout(tmp_path_factory.mktemp("checkout"))
-    out = tmp_path_factory.mktemp("dist")
-    # Default `python -m build`: the sdist first, then the wheel built from that sdist, so a
-    # file missing from the sdist is missing from the wheel too and the run below shows it.
+def build(tmp: Path) -> tuple[Path, Path]:
+    """The sdist, then the wheel built from that sdist, from a clean copy of the checkout."""
+    source = clean_checkout(tmp / "checkout")
+    out = tmp / "dist"
+    # Default `python -m build`: the wheel is built from the sdist, so a file missing from the
+    # sdist is missing from the wheel too, and the installed tool below shows it.
     done = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
         capture_output=True,
@@ -147,47 +145,46 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
     log = done.stdout + done.stderr
+    assert done.returncode == 0, log
     assert "Warning" not in log and "deprecated" not in log.lower(), log
     [sdist] = out.glob("*.tar.gz")
     [wheel] = out.glob("*.whl")
-    yield {"sdist": sdist, "wheel": wheel}
+    return sdist, wheel
 
 
-@pytest.mark.wheel
-def test_sdist_and_wheel_carry_scenarios_assets_and_license(built: dict[str, Path]) -> None:
+def check_contents(sdist: Path, wheel: Path) -> list[str]:
+    """Scenarios, dashboard assets and LICENSE in both; returns the wheel's Requires-Dist."""
     yamls = {f"{name}.yaml" for name in SPEC_SCENARIOS}
     assets = {p.name for p in (ROOT / "emulator" / "web" / "static").iterdir()}
-    with tarfile.open(built["sdist"]) as sdist:
-        inside = {Path(*Path(n).parts[1:]).as_posix() for n in sdist.getnames()}
+    with tarfile.open(sdist) as archive:
+        inside = {Path(*Path(n).parts[1:]).as_posix() for n in archive.getnames()}
     assert {f"scenarios/{y}" for y in yamls} <= inside
     assert {f"emulator/web/static/{a}" for a in assets} <= inside
     assert "LICENSE" in inside
-    with zipfile.ZipFile(built["wheel"]) as wheel:
-        names = set(wheel.namelist())
-        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
-        meta = wheel.read(metadata).decode()
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        meta = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
     assert {f"emulator/builtin_scenarios/{y}" for y in yamls} <= names
     assert {f"emulator/web/static/{a}" for a in assets} <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    assert "License-Expression: MIT" in meta and f"Version: {emulator.__version__}" in meta
     assert not any(n.startswith(("tests/", "scenarios/", "bench/")) for n in names)
+    metadata = email.parser.BytesParser().parsebytes(meta)
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata["Version"] == emulator.__version__
+    return metadata.get_all("Requires-Dist") or []
 
 
-@pytest.fixture(scope="module")
-def installed(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv outside the repository holding the wheel; returns its bin/ folder."""
-    home = tmp_path_factory.mktemp("user")
+def install(wheel: Path, requires: list[str], home: Path) -> Path:
+    """A fresh venv in `home` holding the wheel and what it declares it needs; its bin/."""
     env_dir = home / "venv"
     venv.create(env_dir, with_pip=False, clear=True)
     python = env_dir / "bin" / "python"
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps"]
-    run([*install, "--no-index", "--quiet", str(built["wheel"])], cwd=home)
-    # The runtime dependencies the wheel declares (and pytest for the README example), linked
-    # from this environment: offline, and a dependency the wheel forgot to declare is missing.
-    wheel_requires = importlib.metadata.requires("tiw-emulator") or []
-    runtime = [r for r in wheel_requires if "extra ==" not in r]
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps"]
+    run([*pip, "--no-index", "--quiet", str(wheel)], cwd=home)
+    # The runtime dependencies the wheel declares (and pytest, for the README example), linked
+    # from this environment: no network, and a dependency the wheel forgot is simply missing.
+    runtime = [r for r in requires if "extra ==" not in r]
     deps = home / "deps"
     link_dependencies(deps, dependency_closure([*runtime, "pytest"]))
     purelib = run(
@@ -197,29 +194,26 @@ def installed(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     return env_dir / "bin"
 
 
-@pytest.mark.wheel
-def test_installed_tool_works_from_another_folder(
-    installed: Path, tmp_path: Path, receiver: Receiver
-) -> None:
+def use_the_tool(bin_dir: Path, folder: Path, receiver: Receiver) -> None:
+    """--version, the catalogue, and `serve` with one task whose callback reaches `receiver`."""
     where = run(
-        [str(installed / "python"), "-c", "import emulator; print(emulator.__file__)"],
-        cwd=tmp_path,
+        [str(bin_dir / "python"), "-c", "import emulator; print(emulator.__file__)"], folder
     )
-    assert Path(where.stdout.strip()).is_relative_to(installed.parent)  # the wheel, not the repo
+    assert Path(where.stdout.strip()).is_relative_to(bin_dir.parent)  # the wheel, not the repo
 
-    version = run([str(installed / "tiw-emulator"), "--version"], cwd=tmp_path)
+    version = run([str(bin_dir / "tiw-emulator"), "--version"], folder)
     assert version.stdout.strip() == f"tiw-emulator {emulator.__version__}"
 
-    listed = run([str(installed / "tiw-emulator"), "scenarios"], cwd=tmp_path)
+    listed = run([str(bin_dir / "tiw-emulator"), "scenarios"], folder)
     assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(SPEC_SCENARIOS)
 
     serve = subprocess.Popen(
         [
-            str(installed / "tiw-emulator"),
+            str(bin_dir / "tiw-emulator"),
             *("serve", "--port", "0", "--db", ":memory:", "--clock", "manual"),
             *("--callback-url", receiver.url, "--callback-key", "wheel-key"),
         ],
-        cwd=tmp_path,
+        cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,15 +236,15 @@ def test_installed_tool_works_from_another_folder(
         serve.wait(timeout=10)
 
 
-@pytest.mark.wheel
-def test_readme_pytest_example_passes_in_a_separate_project(
-    installed: Path, tmp_path: Path
-) -> None:
-    project = tmp_path / "my-app"
+def run_readme_example(bin_dir: Path, project: Path) -> None:
+    """The README's pytest example, as a test file of a separate project, passes."""
     project.mkdir()
-    (project / "test_recording.py").write_text(pytest_section_code(), encoding="utf-8")
+    code = pytest_section_code()
+    (project / "test_recording.py").write_text(code, encoding="utf-8")
+    tests = len(re.findall(r"^def test_", code, flags=re.MULTILINE))
+    assert tests, "the README example defines no tests"
     result = subprocess.run(
-        [str(installed / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -258,8 +252,24 @@ def test_readme_pytest_example_passes_in_a_separate_project(
         env=user_env(),
         check=False,
     )
-    tests = len(re.findall(r"^def test_", pytest_section_code(), flags=re.MULTILINE))
-    assert tests, "the README example defines no tests"
     assert result.returncode == 0 and f"{tests} passed" in result.stdout, (
         result.stdout + result.stderr
     )
+
+
+@pytest.mark.wheel
+def test_built_wheel_installs_and_works_from_another_folder(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """One test, so that pytest-xdist builds the wheel once; each step is a function above."""
+    if shutil.which("git") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("git is missing: apt-get install -y git")
+        pytest.skip("needs git to list the checkout's files: apt-get install -y git")
+    sdist, wheel = build(tmp_path)
+    requires = check_contents(sdist, wheel)
+    bin_dir = install(wheel, requires, tmp_path / "user")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    use_the_tool(bin_dir, elsewhere, receiver)
+    run_readme_example(bin_dir, tmp_path / "my-app")
