@@ -10,14 +10,20 @@ PORT ?= 8765
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# setuptools announces how it made the editable install with a UserWarning; it is no news
+	# here (tests/test_packaging.py builds the real wheel and fails on any setuptools warning).
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Exit status 3 from the CLI means the port could not be bound: say how to pick another.
+PORT_HINT = if [ $$rc -eq 3 ]; then echo "make $@: port $(PORT) is not free; try another," \
+	"e.g. make $@ PORT=$$(( $(PORT) + 1 ))" >&2; fi; exit $$rc
+
 run: $(STAMP)
-	$(BIN)/tiw-emulator demo --port $(PORT)
+	@$(BIN)/tiw-emulator demo --port $(PORT); rc=$$?; $(PORT_HINT)
 
 serve: $(STAMP)
-	$(BIN)/tiw-emulator serve --port $(PORT)
+	@$(BIN)/tiw-emulator serve --port $(PORT); rc=$$?; $(PORT_HINT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check emulator tests examples bench

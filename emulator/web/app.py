@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import html
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -65,12 +66,38 @@ def _install_auth(app: Flask, settings: Settings) -> None:
         if request.path.startswith("/ui/static/"):
             return None  # the dashboard's own HTML/CSS/JS: no data in it
         given = request.headers.get("Authorization", "")
-        if (request.path == "/ui" or request.path.startswith("/ui/")) and "token" in request.args:
+        dashboard = request.path == "/ui" or request.path.startswith("/ui/")
+        if dashboard and "token" in request.args:
             given = f"Bearer {request.args['token']}"  # a page link or EventSource: no headers
         if hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
             return None
-        err = Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'")
+        if not dashboard:
+            return _render(
+                Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'")
+            )
+        # A browser cannot send a header for a typed address or a link: point at ?token=.
+        err = Unauthorized(
+            "missing or wrong token: open /ui/?token=<token> (the emulator's --token);"
+            " the page passes it on to its API calls"
+        )
+        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+            return _token_page(err)
         return _render(err)
+
+
+def _token_page(err: Unauthorized) -> Response:
+    """The dashboard's 401 for a browser: how to open it with the token, which it never shows."""
+    link = html.escape(f"{request.host_url}ui/?token=<your token>")
+    page = (
+        '<!doctype html><html lang="en"><meta charset="utf-8">'
+        "<title>tiw-emulator: token needed</title>"
+        "<h1>This dashboard needs the emulator's token</h1>"
+        "<p>The emulator was started with <code>--token</code> (or <code>TIW_EMULATOR_TOKEN"
+        "</code>). A browser cannot send an <code>Authorization</code> header for an address"
+        " you type, so put the token in the address instead:</p>"
+        f"<pre>{link}</pre><p>The page then passes it on to its API calls and its stream.</p>"
+    )
+    return Response(page, status=err.status, mimetype="text/html")
 
 
 def _render(err: EmulatorError) -> Response:
