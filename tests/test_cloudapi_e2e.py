@@ -354,7 +354,7 @@ def test_callback_precedence_task_then_sdk_app_id_then_global(
     client = tiw(running)
     set_callback(client, f"{base}/app")
     reply = client.call_json("DescribeOfflineRecordCallback", {"SdkAppId": APP})["Response"]
-    assert reply["Callback"] == f"{base}/app" and reply["CallbackKey"] == ""
+    assert reply["Callback"] == f"{base}/app" and "CallbackKey" not in reply
 
     create(client, room_id=1)  # cloud task of APP: the SdkAppId callback
     create(client, room_id=2, sdk_app_id=APP + 1)  # no callback set for it: the global one
