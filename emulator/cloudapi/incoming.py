@@ -112,13 +112,19 @@ def read_call(
     """Classify the request by its signature style and collect its v1 form parameters."""
     lowered = {name.lower(): value for name, value in headers.items()}
     form: dict[str, str] = {}
-    if "authorization" in lowered or any(name.startswith("x-tc-") for name in lowered):
-        style: Style = "tc3"
+    style: Style = "unknown"
+    if "authorization" in lowered:
+        style = "tc3"
     else:
+        # v1 clients may send X-TC-* headers too (the newest Node.js SDK adds X-TC-TraceId),
+        # so their form parameters decide first.
         form = _form(method, lowered, query_string, body)
-        style = "v1" if any(marker in form for marker in _V1_MARKERS) else "unknown"
-        if style == "unknown":
+        if any(marker in form for marker in _V1_MARKERS):
+            style = "v1"
+        else:
             form = {}
+            if any(name.startswith("x-tc-") for name in lowered):
+                style = "tc3"
     return IncomingCall(
         style=style,
         method=method.upper(),
