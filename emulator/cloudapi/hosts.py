@@ -34,12 +34,15 @@ def is_tencent_host(host: str) -> bool:
 
 def without_port(host: str) -> str:
     """`127.0.0.1:8765` → `127.0.0.1`, `[::1]:8765` → `[::1]`; a value without a port as is."""
-    if host.startswith("[") or "]" in host:
-        head, bracket, tail = host.rpartition("]")
-        return head + bracket if bracket and _PORT.fullmatch(tail) else host
-    if host.count(":") > 1:  # an unbracketed IPv6 address has no port to strip
+    scheme = _SCHEME.match(host)
+    prefix = scheme.group(0) if scheme else ""
+    rest = host[len(prefix) :]
+    if rest.startswith("["):
+        head, bracket, tail = rest.rpartition("]")
+        return prefix + (head + bracket if _PORT.fullmatch(tail) else rest)
+    if rest.count(":") > 1:  # an unbracketed IPv6 address has no port to strip
         return host
-    return _PORT.sub("", host)
+    return prefix + _PORT.sub("", rest)
 
 
 @dataclass(frozen=True)
