@@ -327,6 +327,20 @@ def test_default_and_strict_fidelity(make_emulator: Any) -> None:
     common(default, region="").call_json("DescribeOfflineRecordCallback", {"SdkAppId": APP})
 
 
+@pytest.mark.parametrize(
+    ("fidelity", "fields"), [("default", ["Callback", "RequestId"]), ("strict", ["RequestId"])]
+)
+def test_describe_callback_never_returns_the_key(
+    make_emulator: Any, fidelity: str, fields: list[str]
+) -> None:
+    # The real API documented only RequestId; a masked key in CallbackKey could pass for the key.
+    running = make_emulator(callback_key="topSecretCallbackKey", fidelity=fidelity)
+    set_callback(tiw(running), "http://127.0.0.1:9/cb")
+    reply = common(running).call_json("DescribeOfflineRecordCallback", {"SdkAppId": APP})
+    assert list(reply["Response"]) == fields
+    assert "topSecret" not in json.dumps(reply) and "****" not in json.dumps(reply)
+
+
 def test_content_type_is_exactly_application_json(make_emulator: Any) -> None:
     running = make_emulator(verify_signature=False)  # lets a bare request reach every stage
     cases = [
