@@ -47,6 +47,14 @@ def tccli() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tccli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HOME for tccli, which rewrites ~/.tccli/default.configure on every run: kept out of the
+    real home, one per xdist worker (its first run builds the file, slowly; later runs reuse it,
+    and a worker's tests run one at a time)."""
+    return tmp_path_factory.mktemp("tccli-home")
+
+
+@pytest.fixture(scope="session")
 def latest_sdk_python() -> Path:
     """The interpreter of a venv holding the newest Python SDK common package."""
     return python_venv("python-sdk", PYTHON_LATEST_PINS)

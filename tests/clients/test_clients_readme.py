@@ -55,9 +55,9 @@ def test_node_example(node_modules: Path, emulator: Any) -> None:
     assert printed.strip() == task["task_id"] and TASK_ID.fullmatch(task["task_id"])
 
 
-def test_tccli_example(tccli: Path, emulator: Any, tmp_path: Path) -> None:
+def test_tccli_example(tccli: Path, tccli_home: Path, emulator: Any) -> None:
     path = f"{tccli.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    printed = run(["bash", "-c"], emulator, example("sh"), PATH=path, HOME=str(tmp_path))
+    printed = run(["bash", "-c"], emulator, example("sh"), PATH=path, HOME=str(tccli_home))
     [task] = created_tasks(emulator)
     assert '"RequestId"' in printed and task["request_id"] in printed
 

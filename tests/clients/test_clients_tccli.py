@@ -25,8 +25,7 @@ ERROR_LINE = re.compile(r"code:(\S+) message:(.*) requestId:(\S+)")
 
 
 class Tccli:
-    """The tccli command, with a home of its own: it rewrites ~/.tccli/default.configure on
-    every run, which must stay out of the real home and away from the other xdist worker."""
+    """The tccli command, run with a HOME of its own (see the `tccli_home` fixture)."""
 
     def __init__(self, command: Path, home: Path) -> None:
         self.command, self.home = command, home
@@ -53,11 +52,9 @@ class Tccli:
         return {"error": {"code": found.group(1), "message": found.group(2)}}
 
 
-@pytest.fixture(scope="session")
-def cli(tccli: Path, tmp_path_factory: pytest.TempPathFactory) -> Tccli:
-    # One home per xdist worker: its first run builds the configure file (slow), later ones
-    # reuse it, and the worker's tests run one at a time.
-    return Tccli(tccli, tmp_path_factory.mktemp("tccli-home"))
+@pytest.fixture
+def cli(tccli: Path, tccli_home: Path) -> Tccli:
+    return Tccli(tccli, tccli_home)
 
 
 def describe(cli: Tccli, running: Any, task_id: str) -> dict[str, Any]:
