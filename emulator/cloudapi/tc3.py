@@ -236,11 +236,11 @@ def _header_candidates(
     signed: tuple[str, ...], lowered: Mapping[str, str], leeway: SigningLeeway
 ) -> list[dict[str, str]]:
     """The signed header values a client may have used, most likely first."""
+    # `parse_authorization` made sure `host` is among the signed headers.
     verbatim = {name: lowered.get(name, "").strip() for name in signed}
-    hosts = leeway.signed_hosts(verbatim["host"]) if "host" in verbatim else ("",)
     candidates: list[dict[str, str]] = []
-    for host in hosts:
-        values = {**verbatim, "host": host} if "host" in verbatim else verbatim
+    for host in leeway.signed_hosts(verbatim["host"]):
+        values = {**verbatim, "host": host}
         # The SDKs sign header values verbatim, Tencent's written spec lowercases them:
         # accept either, so hand-written clients following the docs verify too.
         for variant in (values, {name: value.lower() for name, value in values.items()}):
