@@ -327,6 +327,20 @@ def test_default_and_strict_fidelity(make_emulator: Any) -> None:
     common(default, region="").call_json("DescribeOfflineRecordCallback", {"SdkAppId": APP})
 
 
+@pytest.mark.parametrize(
+    ("fidelity", "fields"), [("default", ["Callback", "RequestId"]), ("strict", ["RequestId"])]
+)
+def test_describe_callback_never_returns_the_key(
+    make_emulator: Any, fidelity: str, fields: list[str]
+) -> None:
+    # The real API documented only RequestId; a masked key in CallbackKey could pass for the key.
+    running = make_emulator(callback_key="topSecretCallbackKey", fidelity=fidelity)
+    set_callback(tiw(running), "http://127.0.0.1:9/cb")
+    reply = common(running).call_json("DescribeOfflineRecordCallback", {"SdkAppId": APP})
+    assert list(reply["Response"]) == fields
+    assert "topSecret" not in json.dumps(reply) and "****" not in json.dumps(reply)
+
+
 def test_content_type_is_exactly_application_json(make_emulator: Any) -> None:
     running = make_emulator(verify_signature=False)  # lets a bare request reach every stage
     cases = [
@@ -354,7 +368,7 @@ def test_callback_precedence_task_then_sdk_app_id_then_global(
     client = tiw(running)
     set_callback(client, f"{base}/app")
     reply = client.call_json("DescribeOfflineRecordCallback", {"SdkAppId": APP})["Response"]
-    assert reply["Callback"] == f"{base}/app" and reply["CallbackKey"] == ""
+    assert reply["Callback"] == f"{base}/app" and "CallbackKey" not in reply
 
     create(client, room_id=1)  # cloud task of APP: the SdkAppId callback
     create(client, room_id=2, sdk_app_id=APP + 1)  # no callback set for it: the global one

@@ -41,7 +41,7 @@ class CloudBackend(Protocol):
         ...
 
     def describe_offline_record_callback(self, *, sdk_app_id: int) -> dict[str, Any]:
-        """`{"Callback": str, "CallbackKey": str}`; CallbackKey already masked, or ""."""
+        """`{"Callback": str}`: the SdkAppId's callback URL, or "" when none is set."""
         ...
 
     def log_cloud_call(self, record: dict[str, Any]) -> None:

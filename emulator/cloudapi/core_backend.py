@@ -8,7 +8,6 @@ from typing import Any
 from emulator.cloudapi import errors as cloud_errors
 from emulator.core.errors import RoomBusy, TaskNotFound
 from emulator.core.service import Emulator
-from emulator.core.signing import mask
 
 
 class EmulatorCloudBackend:
@@ -69,10 +68,7 @@ class EmulatorCloudBackend:
         self._emu.set_app_callback(sdk_app_id, callback or None)
 
     def describe_offline_record_callback(self, *, sdk_app_id: int) -> dict[str, Any]:
-        return {
-            "Callback": self._emu.app_callback(sdk_app_id) or "",
-            "CallbackKey": mask(self._emu.config().callback_key) or "",
-        }
+        return {"Callback": self._emu.app_callback(sdk_app_id) or ""}
 
     def log_cloud_call(self, record: dict[str, Any]) -> None:
         self._emu.log_cloud_call(record)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -85,13 +85,18 @@ SPECS: dict[str, dict[str, Param]] = {
 
 
 def parse_query(query_string: str) -> dict[str, Any]:
-    """Unflatten SDK-style GET parameters (`MixStream.Enabled=True`, `Name.0=x`).
+    """Unflatten SDK-style GET parameters (`MixStream.Enabled=True`, `Name.0=x`)."""
+    return unflatten(parse_qsl(query_string, keep_blank_values=True))
+
+
+def unflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Nest flattened `(name, value)` pairs: `MixStream.Enabled` → `{"MixStream": {...}}`.
 
     Values stay strings; all-digit key segments become list indices (0..n-1, no gaps).
     Duplicate or conflicting keys raise InvalidParameter naming the key.
     """
     tree: dict[str, Any] = {}
-    for key, value in parse_qsl(query_string, keep_blank_values=True):
+    for key, value in pairs:
         segments = key.split(".")
         if not all(segments):
             raise errors.invalid_parameter(f"The parameter name `{key}` is malformed.")

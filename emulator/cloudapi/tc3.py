@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from emulator.cloudapi import errors
+from emulator.cloudapi.hosts import EXACT, SigningLeeway
 
 ALGORITHM = "TC3-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -173,8 +174,12 @@ def verify_request(
     max_skew_s: int = 300,
     service: str = "tiw",
     path: str = "/",
+    leeway: SigningLeeway = EXACT,
 ) -> str:
     """Check a request's TC3 signature over the raw bytes received; return its SecretId.
+
+    `leeway` (see `hosts`) may also accept the credential scope's service as the client
+    derived it and the host signed without its port; the signature is always checked.
 
     Raises, in this order of checks: AuthFailure.InvalidAuthorization (missing/malformed
     header), AuthFailure.SecretIdNotFound, MissingParameter/InvalidParameterValue for
@@ -200,20 +205,13 @@ def verify_request(
         raise errors.signature_failure(
             f"credential date {auth.date} is not the UTC date of X-TC-Timestamp {timestamp}"
         )
-    if auth.service != service or auth.terminator != "tc3_request":
+    if auth.terminator != "tc3_request" or not leeway.accepts_service(auth.service, service):
         raise errors.signature_failure(f"credential scope must end with `/{service}/tc3_request`")
 
     unsigned = lowered.get("x-tc-content-sha256", "").strip().upper() == UNSIGNED_PAYLOAD
     payload = UNSIGNED_PAYLOAD.encode("ascii") if unsigned else body
     payload_hash = hashlib.sha256(payload).hexdigest()
-    verbatim = {name: lowered.get(name, "").strip() for name in auth.signed_headers}
-    # The SDKs sign header values verbatim, Tencent's written spec lowercases them:
-    # accept either, so hand-written clients following the docs verify too.
-    candidates = [verbatim]
-    lowercased = {name: value.lower() for name, value in verbatim.items()}
-    if lowercased != verbatim:
-        candidates.append(lowercased)
-    for values in candidates:
+    for values in _header_candidates(auth.signed_headers, lowered, leeway):
         canonical = canonical_request(
             method=method,
             path=path,
@@ -225,10 +223,27 @@ def verify_request(
         expected = compute_signature(
             secret_key=secret_key,
             date=auth.date,
-            service=service,
+            service=auth.service,
             timestamp=raw_ts,
             canonical=canonical,
         )
         if hmac.compare_digest(expected, auth.signature):
             return auth.secret_id
     raise errors.signature_failure()
+
+
+def _header_candidates(
+    signed: tuple[str, ...], lowered: Mapping[str, str], leeway: SigningLeeway
+) -> list[dict[str, str]]:
+    """The signed header values a client may have used, most likely first."""
+    # `parse_authorization` made sure `host` is among the signed headers.
+    verbatim = {name: lowered.get(name, "").strip() for name in signed}
+    candidates: list[dict[str, str]] = []
+    for host in leeway.signed_hosts(verbatim["host"]):
+        values = {**verbatim, "host": host}
+        # The SDKs sign header values verbatim, Tencent's written spec lowercases them:
+        # accept either, so hand-written clients following the docs verify too.
+        for variant in (values, {name: value.lower() for name, value in values.items()}):
+            if variant not in candidates:
+                candidates.append(variant)
+    return candidates

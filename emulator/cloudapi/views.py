@@ -12,16 +12,16 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from emulator.cloudapi import errors, params, tc3
+from emulator.cloudapi import errors, incoming, params, sign_v1, tc3
 from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
+from emulator.cloudapi.hosts import SigningLeeway
 
 logger = logging.getLogger(__name__)
 
 # Content-Type must be exactly this: the SDK ignores `Response.Error` under any other value
 # (e.g. with "; charset=utf-8") and would report a failed call as a success.
 JSON_CONTENT_TYPE = "application/json"
-LANGUAGES = frozenset({"zh-CN", "en-US"})
 _DESCRIBE_FIELDS = ("TaskId", "Status", "Progress", "RoomId", "GroupId")
 _FINISHED_FIELDS = ("RecordStartTime", "TotalTime", "VideoInfos")
 
@@ -36,12 +36,12 @@ CallRecord = dict[str, Any]
 def create_cloudapi_blueprint(
     backend: CloudBackend, settings_provider: Callable[[], CloudApiSettings]
 ) -> Blueprint:
-    """Blueprint for `/`: API 3.0 calls are recognised by their `X-TC-Action` header."""
+    """Blueprint for `/`: a POST, or a GET with Authorization, X-TC-* headers or `Action`."""
     blueprint = Blueprint("cloudapi", __name__)
 
     @blueprint.route("/", methods=["GET", "POST"])
     def cloud_api() -> Response:
-        if request.method != "POST" and "X-TC-Action" not in request.headers:
+        if not incoming.is_cloud_call(request.method, request.headers.keys(), request.query_string):
             return _not_an_api_call()
         return _handle_call(backend, settings_provider)
 
@@ -106,27 +106,21 @@ def _handle_call(
 def _process(
     backend: CloudBackend, settings: CloudApiSettings, record: CallRecord
 ) -> dict[str, Any]:
-    action = _check_headers(settings)
     body = _read_body(settings.max_body_bytes)
+    call = incoming.read_call(
+        request.method, dict(request.headers.items()), request.query_string, body
+    )
+    record["action"] = call.action
+    action = call.check_common(strict=settings.fidelity == "strict")
     if settings.verify_signature:
-        secret_id: str | None = tc3.verify_request(
-            method=request.method,
-            query_string=request.query_string,
-            headers=dict(request.headers.items()),
-            body=body,
-            secrets=settings.secrets,
-            now=settings.now(),
-            max_skew_s=settings.max_skew_s,
-            path=request.path,
-        )
+        secret_id: str | None = _verify(call, settings)
     else:
-        secret_id = _claimed_secret_id()
+        secret_id = _claimed_secret_id(call)
     record["secret_id"] = mask_secret(secret_id) if secret_id else None
 
-    from_query = request.method != "POST"  # GET (and HEAD) carry parameters in the query
-    raw = _query_params() if from_query else _json_params(body)
+    raw = call.action_params()
     record["params"] = raw
-    typed = params.validate_params(action, raw, from_query=from_query)
+    typed = params.validate_params(action, raw, from_query=call.params_from_query)
     record["params"] = typed
     if action == "DescribeOfflineRecord":
         record["task_id"] = typed["TaskId"]
@@ -136,24 +130,31 @@ def _process(
     return fields if settings.fidelity != "strict" else {}
 
 
-def _check_headers(settings: CloudApiSettings) -> str:
-    headers = request.headers
-    version = headers.get("X-TC-Version", "").strip()
-    if not version:
-        raise errors.missing_parameter("X-TC-Version")
-    if version != params.API_VERSION:
-        raise errors.no_such_version(version)
-    action = headers.get("X-TC-Action", "").strip()
-    if not action:
-        raise errors.missing_parameter("X-TC-Action")
-    if action not in params.ACTIONS:
-        raise errors.invalid_action(action)
-    language = headers.get("X-TC-Language")
-    if language is not None and language not in LANGUAGES:
-        raise errors.invalid_value("X-TC-Language", language, "must be zh-CN or en-US")
-    if settings.fidelity == "strict" and not headers.get("X-TC-Region"):
-        raise errors.missing_parameter("X-TC-Region")
-    return action
+def _verify(call: incoming.IncomingCall, settings: CloudApiSettings) -> str:
+    """The caller's SecretId once its signature (TC3 or v1) checks out."""
+    leeway = SigningLeeway.for_request(call.host, settings.fidelity)
+    if call.style == "v1":
+        return sign_v1.verify_params(
+            method=call.method,
+            host=call.host,
+            path=request.path,
+            params=call.form,
+            secrets=settings.secrets,
+            now=settings.now(),
+            max_skew_s=settings.max_skew_s,
+            leeway=leeway,
+        )
+    return tc3.verify_request(
+        method=call.method,
+        query_string=call.query_string,
+        headers=call.headers,
+        body=call.body,
+        secrets=settings.secrets,
+        now=settings.now(),
+        max_skew_s=settings.max_skew_s,
+        path=request.path,
+        leeway=leeway,
+    )
 
 
 def _read_body(limit: int) -> bytes:
@@ -169,28 +170,14 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-def _claimed_secret_id() -> str | None:
+def _claimed_secret_id(call: incoming.IncomingCall) -> str | None:
     # Signature checks are off, but the log should still say who called.
+    if call.style == "v1":
+        return call.form.get("SecretId") or None
     try:
-        return tc3.parse_authorization(request.headers.get("Authorization")).secret_id
+        return tc3.parse_authorization(call.headers.get("authorization")).secret_id
     except CloudApiError:
         return None
-
-
-def _query_params() -> dict[str, Any]:
-    return params.parse_query(request.query_string.decode("utf-8", errors="replace"))
-
-
-def _json_params(body: bytes) -> Any:
-    if not body.strip():
-        return {}
-    try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise errors.invalid_parameter(f"The request body is not valid JSON: {exc}.") from None
-    if not isinstance(parsed, dict):
-        raise errors.invalid_parameter("The request body must be a JSON object.")
-    return parsed
 
 
 def _call_backend(
@@ -213,11 +200,10 @@ def _call_backend(
     if action == "SetOfflineRecordCallback":
         backend.set_offline_record_callback(sdk_app_id=sdk_app_id, callback=typed["Callback"])
         return {}
+    # Never CallbackKey: the real API documented only RequestId here, the key is a secret,
+    # and a masked value in that field could pass for the key itself.
     settings = backend.describe_offline_record_callback(sdk_app_id=sdk_app_id)
-    return {
-        "Callback": settings.get("Callback") or "",
-        "CallbackKey": settings.get("CallbackKey") or "",
-    }
+    return {"Callback": settings.get("Callback") or ""}
 
 
 def describe_fields(task: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ class ErrorOutcome:
 
     key: str  # what a scenario or a task's params names as error_code
     code: str  # Error.Code on the wire
-    message: str  # default Error.Message
+    message: str  # default Error.Message (where it comes from: see docs/errors.md)
     meaning: str  # in English, for the docs
     source: str  # where the code is documented
 
@@ -32,9 +32,9 @@ ERRORS: tuple[ErrorOutcome, ...] = (
     ErrorOutcome(
         "FailedOperation.Record",
         "FailedOperation.Record",
-        "录制失败，请检查房间内是否有白板操作或音视频上行",
+        "录制失败，具体请参考错误描述。",
         "recording failed",
-        "DescribeOfflineRecord error list",
+        "DescribeOfflineRecord error list; the message is the TIW error list's own description",
     ),
     ErrorOutcome(
         "FailedOperation",

@@ -296,10 +296,11 @@ def _cloud_params(spec: dict[str, Param]) -> Schema:
 
 def _cloud_operation(method: str) -> Schema:
     headers = [
-        ("X-TC-Action", True, {"type": "string", "enum": sorted(ACTIONS)}),
-        ("X-TC-Version", True, {"type": "string", "enum": [API_VERSION]}),
-        ("X-TC-Timestamp", True, {"type": "string", "pattern": "^[0-9]+$"}),
-        ("Authorization", True, {"type": "string", "pattern": "^TC3-HMAC-SHA256 "}),
+        # Required with TC3-HMAC-SHA256; a v1-signed call carries them as parameters instead.
+        ("X-TC-Action", False, {"type": "string", "enum": sorted(ACTIONS)}),
+        ("X-TC-Version", False, {"type": "string", "enum": [API_VERSION]}),
+        ("X-TC-Timestamp", False, {"type": "string", "pattern": "^[0-9]+$"}),
+        ("Authorization", False, {"type": "string", "pattern": "^TC3-HMAC-SHA256 "}),
         ("X-TC-Region", False, {"type": "string"}),
         ("X-TC-Language", False, {"type": "string", "enum": ["zh-CN", "en-US"]}),
     ]
@@ -308,6 +309,9 @@ def _cloud_operation(method: str) -> Schema:
         "operationId": f"cloudApi{method.capitalize()}",
         "summary": f"TIW API 3.0 call ({method.upper()}), as sent by the Tencent Cloud SDK",
         "description": "Dispatches on X-TC-Action; TC3-HMAC-SHA256 verified unless disabled. "
+        "The older v1 signature (HmacSHA1/HmacSHA256) is accepted too: Action, Version, "
+        "Timestamp, Nonce, SecretId, Signature and the action's parameters as form "
+        "parameters (a form body for POST, the query string for GET). "
         "Always HTTP 200 with Content-Type exactly application/json; errors in "
         "Response.Error. Fidelity strict returns only RequestId.",
         "parameters": [
@@ -321,9 +325,12 @@ def _cloud_operation(method: str) -> Schema:
     else:
         op["description"] += (
             " GET carries the parameters flattened in the query string "
-            "(MixStream.Enabled=True); without X-TC-Action it answers 404."
+            "(MixStream.Enabled=True); without Authorization, an X-TC-* header or an Action "
+            "parameter it answers 404."
         )
-        op["responses"]["404"] = _json(_ref("Error"), "not an API call (no X-TC-Action)")
+        op["responses"]["404"] = _json(
+            _ref("Error"), "not an API call (no Authorization, X-TC-* header or Action)"
+        )
     return op
 
 
