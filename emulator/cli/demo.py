@@ -23,7 +23,7 @@ WALL_LIMIT_S = 120.0
 
 
 def register(sub: Any) -> None:
-    from emulator.cli.commands import SERVE_EPILOG, add_settings_flags, settings_defaults
+    from emulator.cli.settings import SERVE_EPILOG, add_settings_flags, settings_defaults
 
     p = sub.add_parser(
         "demo",
@@ -79,20 +79,19 @@ def _emulated(seconds: float) -> str:
 
 def cloud_credentials(settings: Settings) -> str:
     """The SecretId/SecretKey line: the public demo pair in full, a user's pair masked."""
-    from emulator.cloudapi.views import mask_secret
-    from emulator.core.signing import mask
+    from emulator.core.redact import mask, short_id
 
     if not settings.verify_signature:
         return "(signatures not checked: any SecretId/SecretKey)"
     sid, key = settings.secret_id, settings.secret_key
     if (sid, key) == (DEMO_SECRET_ID, DEMO_SECRET_KEY):
         return f"SecretId {sid}  SecretKey {key}  (public demo pair)"
-    return f"SecretId {mask_secret(sid)}  SecretKey {mask(key)}  (as configured)"
+    return f"SecretId {short_id(sid)}  SecretKey {mask(key)}  (as configured)"
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from emulator.cli.commands import cannot_listen, settings_from_args
     from emulator.cli.demo_backend import create_demo_backend
+    from emulator.cli.settings import cannot_listen, settings_from_args
     from emulator.web.app import create_app, get_emulator
     from emulator.web.server import AppServer
 

@@ -6,9 +6,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from emulator.cloudapi import errors
+from emulator.core.urls import callback_url_problem
 
 API_VERSION = "2019-09-19"
 ACTIONS: frozenset[str] = frozenset(
@@ -230,16 +231,6 @@ def _check_mix_stream(mix_stream: Mapping[str, Any] | None) -> None:
 
 def check_callback_url(url: str) -> None:
     """Empty deletes the callback; otherwise an absolute http(s) URL with a host is required."""
-    if url == "":
-        return
-    if not url.lower().startswith(("http://", "https://")):
-        raise errors.callback_address_format_error(url, "must start with http:// or https://")
-    if any(ch.isspace() for ch in url):
-        raise errors.callback_address_format_error(url, "must not contain whitespace")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise errors.callback_address_format_error(url, str(exc)) from None
-    if not parts.hostname:
-        raise errors.callback_address_format_error(url, "has no host")
+    problem = callback_url_problem(url) if url else None
+    if problem is not None:
+        raise errors.callback_address_format_error(url, problem)

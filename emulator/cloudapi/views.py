@@ -16,6 +16,7 @@ from emulator.cloudapi import errors, incoming, params, sign_v1, tc3
 from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
 from emulator.cloudapi.hosts import SigningLeeway
+from emulator.core.redact import short_id
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _process(
         secret_id: str | None = _verify(call, settings)
     else:
         secret_id = _claimed_secret_id(call)
-    record["secret_id"] = mask_secret(secret_id) if secret_id else None
+    record["secret_id"] = short_id(secret_id) if secret_id else None
 
     raw = call.action_params()
     record["params"] = raw
@@ -225,13 +226,6 @@ def describe_fields(task: dict[str, Any]) -> dict[str, Any]:
     if task.get("Status") == "finished":
         names += _FINISHED_FIELDS
     return {name: task[name] for name in names if task.get(name) is not None}
-
-
-def mask_secret(secret: str) -> str:
-    """Keep just enough of a SecretId to tell pairs apart: `AKID****MPLE`."""
-    if len(secret) <= 8:
-        return "****"
-    return f"{secret[:4]}****{secret[-4:]}"
 
 
 def _new_request_id(backend: CloudBackend) -> str:

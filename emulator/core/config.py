@@ -7,10 +7,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlparse
 
 from emulator.core.errors import InvalidInput, UnknownField
-from emulator.core.signing import mask
+from emulator.core.redact import mask
+from emulator.core.urls import callback_url_problem
 
 ENV_PREFIX = "TIW_EMULATOR_"
 DEMO_SECRET_ID = "AKIDtiwEmulatorDEMO0000000000000000"
@@ -126,9 +126,9 @@ def validate_callback_url(value: Any, field_name: str = "callback_url") -> str |
         return None
     if not isinstance(value, str):
         raise InvalidInput(field_name, "must be a string URL")
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise InvalidInput(field_name, f"{value!r} is not an http:// or https:// URL")
+    problem = callback_url_problem(value)
+    if problem is not None:
+        raise InvalidInput(field_name, f"{value!r} is not a callback URL: {problem}")
     return value
 
 

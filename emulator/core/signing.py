@@ -1,4 +1,4 @@
-"""Callback signatures: Sign = md5(CallbackKey + str(ExpireTime)), and masking of secrets."""
+"""Callback signatures: Sign = md5(CallbackKey + str(ExpireTime))."""
 
 from __future__ import annotations
 
@@ -45,11 +45,3 @@ def signature_fields(
         # Same shape as a real Sign, but computed with the wrong key.
         return {"ExpireTime": expire, "Sign": sign(callback_key + "-wrong", expire)}
     return {"ExpireTime": expire, "Sign": good}
-
-
-def mask(secret: str | None) -> str | None:
-    """Show a secret's shape without revealing it: 'Xz4Z…(17 chars)'."""
-    if not secret:
-        return secret
-    head = secret[:2] if len(secret) >= 8 else ""
-    return f"{head}{'*' * 6}({len(secret)} chars)"
