@@ -118,11 +118,24 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def installed_version() -> str:
+    """The installed distribution's version, else the source tree's (run without installing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tiw-emulator")
+    except PackageNotFoundError:
+        from emulator import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tiw-emulator",
         description="Local emulator of Tencent Cloud TIW after-class recording callbacks.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve = sub.add_parser("serve", help="run the emulator (control API, cloud API, dashboard)")
     add_settings_flags(serve)

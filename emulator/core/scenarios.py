@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,7 +15,25 @@ import yaml
 from emulator.core import outcomes
 from emulator.core.errors import ScenarioInvalid, ScenarioNotFound
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "scenarios"
+BUILTIN_PACKAGE = "emulator.builtin_scenarios"
+
+
+def builtin_dir() -> Path:
+    """Where the built-in scenario files are: inside the installed package, wheel or editable.
+
+    pyproject.toml maps the top-level `scenarios/` folder to the data package
+    `emulator.builtin_scenarios`. A source tree used without installing (only PYTHONPATH) has
+    no such package; the folder beside `emulator/` is then the catalogue.
+    """
+    try:
+        found = importlib.resources.files(BUILTIN_PACKAGE)
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "scenarios"
+    # An installed package is a directory on disk (pip never installs zipped), so a Path.
+    return Path(str(found)).resolve()
+
+
+BUILTIN_DIR = builtin_dir()
 
 _range = {
     "oneOf": [
