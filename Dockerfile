@@ -1,7 +1,7 @@
 # tiw-emulator as a container, for teams without Python and for CI service containers.
 #
 #   docker build -t tiw-emulator .
-#   docker run --rm -p 8765:8765 -v tiw-state:/var/lib/tiw-emulator \
+#   docker run --rm -p 127.0.0.1:8765:8765 -v tiw-state:/var/lib/tiw-emulator \
 #       -e TIW_EMULATOR_CALLBACK_URL=http://host.docker.internal:8000/tiw/callback tiw-emulator
 #
 # Every setting comes from TIW_EMULATOR_* environment variables (see the README). BASE may be
@@ -20,12 +20,12 @@ RUN python3 -m venv /opt/tiw-emulator \
     && wheel="$(echo /dist/tiw_emulator-*.whl)" \
     && /opt/tiw-emulator/bin/pip install "${wheel}${EXTRAS:+[$EXTRAS]}" \
     && /opt/tiw-emulator/bin/pip uninstall --yes --quiet setuptools pip \
-    && /opt/tiw-emulator/bin/tiw-emulator --help > /dev/null
+    && /opt/tiw-emulator/bin/tiw-emulator --version
 
 FROM ${BASE}
 COPY --from=build /opt/tiw-emulator /opt/tiw-emulator
-RUN groupadd --system --gid 10001 tiw \
-    && useradd --system --uid 10001 --gid tiw --no-create-home \
+RUN groupadd --gid 10001 tiw \
+    && useradd --uid 10001 --gid tiw --no-create-home --no-log-init \
         --home-dir /var/lib/tiw-emulator --shell /usr/sbin/nologin tiw \
     && install --directory --owner tiw --group tiw --mode 0750 /var/lib/tiw-emulator
 ENV PATH=/opt/tiw-emulator/bin:$PATH \

@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from emulator.cli.commands import reach_note
 from emulator.client import EmulatorClient
+from emulator.core.config import ENV_PREFIX, Settings
 from emulator.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +57,35 @@ MB = 1_000_000
 MAX_ADDED_BYTES = 120 * MB
 
 
+def readme_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return readme.split("<!-- section:container -->")[1].split("<!-- /section:container -->")[0]
+
+
+def test_start_up_line_says_when_the_server_is_reachable_beyond_loopback() -> None:
+    assert reach_note("127.0.0.1") == reach_note("::1") == reach_note("localhost") == ""
+    assert "beyond loopback" in reach_note("0.0.0.0")
+    assert "beyond loopback" in reach_note("::")
+    assert "beyond loopback" in reach_note("emulator.example")
+
+
+def test_readme_container_section_matches_the_dockerfile() -> None:
+    """The README's docker and CI snippets name real settings and the Dockerfile's facts."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    section = readme_section()
+    assert f"VOLUME {VOLUME}" in dockerfile and f":{VOLUME} " in section
+    assert "EXPOSE 8765" in dockerfile and "127.0.0.1:8765:8765" in section
+    assert "--uid 10001" in dockerfile and "10001" in section
+    settings = {ENV_PREFIX + name.upper() for name in Settings.__dataclass_fields__}
+    named = set(re.findall(r"TIW_EMULATOR_[A-Z_]+", section)) - {"TIW_EMULATOR_"}
+    assert named and named <= settings, f"unknown settings in the README: {named - settings}"
+    snippets = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    github, gitlab = snippets
+    service = github["jobs"]["test"]["services"]["tiw"]
+    assert set(service["env"]) <= settings and service["ports"] == ["8765:8765"]
+    assert set(gitlab["test"]["services"][0]["variables"]) <= settings
+
+
 def require_tools() -> None:
     missing = [tool for tool in ("buildah", "mmdebstrap") if shutil.which(tool) is None]
     why = ""
@@ -70,9 +102,8 @@ def require_tools() -> None:
 def run(*argv: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-        )
+        output = done.stdout[-3000:] + done.stderr[-3000:]
+        raise AssertionError(f"{' '.join(argv)} exited {done.returncode}:\n{output}")
     return done
 
 
@@ -133,18 +164,22 @@ class Container:
 
     def __init__(self, image: str, env: dict[str, str]) -> None:
         self.image = image
+        config = image_config(image)
         self.name = run("buildah", "from", "--pull=never", image).stdout.strip()
         self.lines: queue.Queue[str] = queue.Queue()
-        config = image_config(image)
-        self.proc = subprocess.Popen(
-            ["buildah", "run", "--isolation", "chroot", *env_flags(env), self.name, "--"]
-            + config["Entrypoint"]
-            + config["Cmd"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                ["buildah", "run", "--isolation", "chroot", *env_flags(env), self.name, "--"]
+                + config["Entrypoint"]
+                + config["Cmd"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        except BaseException:
+            run("buildah", "rm", self.name, check=False)
+            raise
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -152,10 +187,10 @@ class Container:
         for line in self.proc.stdout:
             self.lines.put(line)
 
-    def exec(self, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run one more command in the same container (same volume, same network)."""
+    def exec(self, *argv: str, env: dict[str, str] | None = None) -> str:
+        """Run one more command in the same container (same volume, same network); its output."""
         flags = env_flags(env or {})
-        return run("buildah", "run", "--isolation", "chroot", *flags, self.name, "--", *argv)
+        return run("buildah", "run", "--isolation", "chroot", *flags, self.name, "--", *argv).stdout
 
     def first_line(self, timeout: float = 60) -> str:
         try:
@@ -200,7 +235,8 @@ def check_image_config(built: Built) -> None:
     assert env["TIW_EMULATOR_DB"].startswith(VOLUME + "/")
     assert not any(name.startswith("PIP_") for name in env), "a build setting leaked: " + str(env)
     assert config["Entrypoint"] + config["Cmd"] == ["tiw-emulator", "serve"]
-    size, added = image_size(built.tag), image_size(built.tag) - image_size(built.base)
+    size = image_size(built.tag)
+    added = size - image_size(built.base)
     print(f"\nimage {built.tag}: {size / MB:.0f} MB, {added / MB:.0f} MB over its base")
     assert added < MAX_ADDED_BYTES, f"the image adds {added / MB:.0f} MB to its base"
 
@@ -227,7 +263,7 @@ def test_image_builds_and_serves_one_task_end_to_end(built: Built) -> None:
             # The image's own HEALTHCHECK command, run inside the container, passes.
             health = image_config(built.tag)["Healthcheck"]["Test"][1:]
             container.exec(*health, env={"TIW_EMULATOR_PORT": port})
-            assert container.exec("id", "-u").stdout.strip() != "0"
+            assert container.exec("id", "-u").strip() != "0"
 
             with EmulatorClient(f"http://127.0.0.1:{port}") as client:
                 task = client.create_task("success", room_id=1253)

@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     _stop_on_sigterm()
     cfg = emu.config()
-    print(f"tiw-emulator listening on {server.url}{_reach_note(settings.host)}", flush=True)
+    print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
     # The token is a secret: say how to use it rather than print it.
     token_hint = "?token=<your --token>" if settings.token else ""
     print(f"  dashboard   {server.url}/ui/{token_hint}")
@@ -102,12 +102,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reach_note(host: str) -> str:
+def reach_note(host: str) -> str:
     """Say so when the bind address lets other machines in (the container image does this)."""
     try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: say nothing we cannot know
-        return ""
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = host == "localhost"
     return "" if loopback else " (beyond loopback: reachable from other hosts)"
 
 
