@@ -23,6 +23,9 @@ RUN python3 -m venv /opt/tiw-emulator \
     && /opt/tiw-emulator/bin/tiw-emulator --version
 
 FROM ${BASE}
+LABEL org.opencontainers.image.title="tiw-emulator" \
+      org.opencontainers.image.description="Local emulator of Tencent Cloud TIW after-class recording callbacks" \
+      org.opencontainers.image.licenses="MIT"
 COPY --from=build /opt/tiw-emulator /opt/tiw-emulator
 RUN groupadd --gid 10001 tiw \
     && useradd --uid 10001 --gid tiw --no-create-home --no-log-init \
@@ -39,7 +42,7 @@ WORKDIR /var/lib/tiw-emulator
 USER tiw:tiw
 EXPOSE 8765
 # http.client, not urllib: an HTTP(S)_PROXY in the environment must not catch 127.0.0.1.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
-    CMD ["python3", "-c", "import http.client as h, os; c = h.HTTPConnection('127.0.0.1', int(os.environ.get('TIW_EMULATOR_PORT') or 8765), timeout=4); c.request('GET', '/healthz'); raise SystemExit(c.getresponse().status != 200)"]
+HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["python3", "-c", "import http.client as h, os; c = h.HTTPConnection('127.0.0.1', int(os.environ.get('TIW_EMULATOR_PORT') or 8765), timeout=2); c.request('GET', '/healthz'); raise SystemExit(c.getresponse().status != 200)"]
 ENTRYPOINT ["tiw-emulator"]
 CMD ["serve"]
