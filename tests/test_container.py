@@ -22,7 +22,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def test_readme_container_section_matches_the_dockerfile() -> None:
     assert f"VOLUME {VOLUME}" in dockerfile and f":{VOLUME} " in section
     assert "EXPOSE 8765" in dockerfile and "127.0.0.1:8765:8765" in section
     assert "--uid 10001" in dockerfile and "10001" in section
-    settings = {ENV_PREFIX + name.upper() for name in Settings.__dataclass_fields__}
+    settings = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
     named = set(re.findall(r"TIW_EMULATOR_[A-Z_]+", section)) - {"TIW_EMULATOR_"}
     assert named and named <= settings, f"unknown settings in the README: {named - settings}"
     snippets = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
@@ -119,6 +119,7 @@ def local_base() -> str:
         tarball = CACHE / f"base-{recipe_id}.tar"
         if not tarball.exists():
             partial = CACHE / f"partial-{recipe_id}.tar"
+            partial.unlink(missing_ok=True)  # left by an interrupted run
             run("mmdebstrap", *BASE_RECIPE, str(partial), timeout=900)
             partial.rename(tarball)
         # `podman import` without podman: unpack the tarball into an empty container, commit it.
