@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return cannot_listen(settings.host, settings.port, exc)
     _stop_on_sigterm()
     cfg = emu.config()
-    print(f"tiw-emulator listening on {server.url}", flush=True)
+    print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
     # The token is a secret: say how to use it rather than print it.
     token_hint = "?token=<your --token>" if settings.token else ""
     print(f"  dashboard   {server.url}/ui/{token_hint}")
@@ -55,6 +56,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
         emu.close()
     return 0
+
+
+def reach_note(host: str) -> str:
+    """Say so when the bind address lets other machines in (the container image does this)."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = host == "localhost"
+    return "" if loopback else " (beyond loopback: reachable from other hosts)"
 
 
 def _stop_on_sigterm() -> None:
