@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +210,18 @@ def test_create_task_reports_warnings(make_emulator: Any) -> None:
     with EmulatorClient(running.url) as c:
         c.create_task()
         assert c.last_warnings and "no callback URL" in c.last_warnings[0]
+
+
+def test_readme_client_example_runs(
+    emulator: Any, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- section:control -->")[1].split("<!-- /section:control -->")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    receiver.respond = lambda r: Reply(status=500)
+    with EmulatorClient(emulator.url) as c:
+        for n in range(3):
+            c.send_event("OfflineRecordProgressChanged", {"Progress": n})
+    exec(compile(code.replace("http://127.0.0.1:8765", emulator.url), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and all(line.endswith(" None 500") for line in printed)
