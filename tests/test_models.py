@@ -315,3 +315,18 @@ def test_encoding_keeps_non_ascii_and_order() -> None:
     encoded = parsing.encode({"b": "录制", "a": 1})
     assert encoded.decode() == '{"b":"录制","a":1}'
     assert json.loads(encoded) == {"b": "录制", "a": 1}
+
+
+def test_scenario_files_refuse_non_finite_numbers(tmp_path: Any) -> None:
+    """YAML has .nan and .inf, which pass every schema bound (NaN compares false)."""
+    from emulator.core.scenarios import load_file
+
+    path = tmp_path / "odd.yaml"
+    path.write_text("name: odd\nclass:\n  duration_s: .nan\n", encoding="utf-8")
+    with pytest.raises(EmulatorError) as err:
+        load_file(path)
+    assert err.value.details["field"] == "class.duration_s" and "finite" in err.value.message
+    path.write_text("name: odd\nprocessing:\n  queue_delay_s: [1, .inf]\n", encoding="utf-8")
+    with pytest.raises(EmulatorError) as err:
+        load_file(path)
+    assert err.value.details["field"] == "processing.queue_delay_s"

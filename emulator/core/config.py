@@ -35,6 +35,12 @@ NAMED_RETRY_POLICIES = {
 }
 
 
+class RetryConfig(msgspec.Struct):
+    """Only `retry`, so a policy given alone is checked by the same declaration as in Config."""
+
+    retry: RetryName | RetryPolicy
+
+
 def parse_retry(value: Any) -> RetryPolicy:
     """A policy name, or {"max_attempts", "interval_s", "backoff"?} for a custom one."""
     if isinstance(value, RetryPolicy) and value.name != "custom":
@@ -51,12 +57,6 @@ def parse_retry(value: Any) -> RetryPolicy:
             f" backoff^(max_attempts-2) must stay within {MAX_LONGEST_RETRY_WAIT_S} s (30 days)",
         )
     return policy
-
-
-class RetryConfig(msgspec.Struct):
-    """Only `retry`, so a policy given alone is checked by the same declaration as in Config."""
-
-    retry: RetryName | RetryPolicy
 
 
 @dataclass
@@ -89,13 +89,17 @@ class RuntimeConfig:
         if not isinstance(patch, msgspec.Struct):
             for name in READ_ONLY_CONFIG:
                 if name in patch:
-                    raise InvalidInput(name, "is read-only (set it with --seed at start-up)")
+                    raise read_only(name)
             patch = parsing.convert(dict(patch), ConfigPatch)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in msgspec.structs.asdict(patch).items():
             if value is not UNSET:
                 values[name] = _checked(name, value)
         return RuntimeConfig(**values)
+
+
+def read_only(name: str) -> InvalidInput:
+    return InvalidInput(name, "is read-only (set it with --seed at start-up)")
 
 
 def validate_callback_url(value: Any, field_name: str = "callback_url") -> str | None:

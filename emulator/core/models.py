@@ -179,7 +179,7 @@ class Delivery(Struct, kw_only=True):
     """One delivery attempt: what was sent where, and how the backend answered."""
 
     id: Id
-    event_id: Id | None
+    event_id: Count | None  # 0 when a redelivered attempt had no event row
     task_id: str | None
     event_type: str
     attempt: Count

@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, request
 
 from emulator.cloudapi.core_backend import list_cloud_calls
 from emulator.core import models, parsing, qa
-from emulator.core.errors import InvalidInput, UnknownField
+from emulator.core.config import read_only
+from emulator.core.errors import UnknownField
 from emulator.core.models import INT64_MAX
 from emulator.core.scenarios import SCHEMA
 from emulator.core.service import Emulator
@@ -72,7 +73,7 @@ def create_control_blueprint() -> Blueprint:
         except UnknownField as err:
             name = err.details["field"]
             if name in models.READ_ONLY_CONFIG:
-                raise InvalidInput(name, "is read-only (set it with --seed at start-up)") from None
+                raise read_only(name) from None
             raise
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
         emulator().update_config(changes)
