@@ -330,3 +330,10 @@ def test_scenario_files_refuse_non_finite_numbers(tmp_path: Any) -> None:
     with pytest.raises(EmulatorError) as err:
         load_file(path)
     assert err.value.details["field"] == "processing.queue_delay_s"
+
+
+def test_a_retry_object_that_borrows_a_name_is_custom(emulator: Any) -> None:
+    body = {"retry": {"name": "fast", "max_attempts": 5, "interval_s": 2}}
+    retry = emulator.api("PATCH", "/api/config", json=body).json()["retry"]
+    assert retry == {"name": "custom", "max_attempts": 5, "interval_s": 2.0, "backoff": 1.0}
+    assert emulator.api("PATCH", "/api/config", json={"retry": "fast"}).json()["retry"] == "fast"

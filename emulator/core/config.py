@@ -43,8 +43,8 @@ class RetryConfig(msgspec.Struct):
 
 def parse_retry(value: Any) -> RetryPolicy:
     """A policy name, or {"max_attempts", "interval_s", "backoff"?} for a custom one."""
-    if isinstance(value, RetryPolicy) and value.name != "custom":
-        return value
+    if isinstance(value, RetryPolicy) and NAMED_RETRY_POLICIES.get(value.name) == value:
+        return value  # a named policy itself; an object that only borrows a name is custom
     if not isinstance(value, RetryPolicy):
         value = parsing.convert({"retry": value}, RetryConfig).retry
     if isinstance(value, str):
