@@ -337,3 +337,54 @@ def test_a_retry_object_that_borrows_a_name_is_custom(emulator: Any) -> None:
     retry = emulator.api("PATCH", "/api/config", json=body).json()["retry"]
     assert retry == {"name": "custom", "max_attempts": 5, "interval_s": 2.0, "backoff": 1.0}
     assert emulator.api("PATCH", "/api/config", json={"retry": "fast"}).json()["retry"] == "fast"
+
+
+ODD_VALUES: list[Any] = [None, True, 0, -1, 2**63, 2**64, 1.5, -1e308, "", "x" * 300, [], {}, [1]]
+
+
+def test_every_field_of_every_body_and_query_with_odd_values_is_never_a_500() -> None:
+    """Type confusion at each declared field (from the models themselves): 2xx or 4xx only."""
+    from emulator.web.app import create_app, get_emulator
+
+    app = create_app({"db": ":memory:", "clock": "manual"})
+    client = app.test_client()
+    bodies = [
+        ("PATCH", "/api/config", models.ConfigPatch, {}),
+        ("POST", "/api/tasks", models.TaskCreate, {}),
+        ("POST", "/api/events", models.EventCreate, {"event_type": "X", "event_data": {}}),
+        ("POST", "/api/clock/advance", models.ClockAdvance, {"seconds": 1}),
+        ("POST", "/api/rules", models.RuleCreate, {"match": {"room_id": 1}, "scenario": "success"}),
+    ]
+    nested = [
+        ("PATCH", "/api/config", "retry", models.RetryPolicy, {"max_attempts": 2, "interval_s": 1}),
+        ("POST", "/api/rules", "match", models.RuleMatch, {}),
+    ]
+    queries = [
+        ("/api/tasks", models.TaskQuery),
+        ("/api/deliveries", models.DeliveryQuery),
+        ("/api/cloud-calls", models.CloudCallQuery),
+        ("/api/tasks/x/events", models.EventQuery),
+    ]
+    try:
+        for method, path, model, base in bodies:
+            for f in msgspec.structs.fields(model):
+                for value in ODD_VALUES:
+                    reply = client.open(path, method=method, json={**base, f.encode_name: value})
+                    assert reply.status_code < 500, (path, f.encode_name, value, reply.text)
+        for method, path, key, model, base in nested:
+            outer = {"scenario": "success"} if key == "match" else {}
+            for f in msgspec.structs.fields(model):
+                for value in ODD_VALUES:
+                    sent = {**outer, key: {**base, f.encode_name: value}}
+                    reply = client.open(path, method=method, json=sent)
+                    assert reply.status_code < 500, (path, key, f.encode_name, value, reply.text)
+        for path, model in queries:
+            for f in msgspec.structs.fields(model):
+                for text in ["", "-1", "0", str(2**63), "1e400", "nan", "true", "%00", "x" * 300]:
+                    reply = client.get(f"{path}?{f.encode_name}={text}")
+                    assert reply.status_code < 500, (path, f.encode_name, text, reply.text)
+        client.post("/api/clock/advance", json={"seconds": 86400})
+        config = client.get("/api/config")
+        assert config.status_code == 200 and json.loads(config.get_data()) is not None
+    finally:
+        get_emulator(app).close()
