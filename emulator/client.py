@@ -1,16 +1,20 @@
-"""A Python client for the control API: one method per route, typed results, errors as classes."""
+"""A Python client for the control API: one method per route, typed results, errors as classes.
+
+Replies decode into the server's own models (emulator.core.models), so the client cannot drift
+from what the server sends; bodies are built from the same models and validated by the server.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import msgspec
 import requests
 
-T = TypeVar("T")
+from emulator.core import models
 
 
 class EmulatorAPIError(Exception):
@@ -40,95 +44,51 @@ class EmulatorAPIError(Exception):
             return cls(response.status_code, f"http_{response.status_code}", text)
 
 
-def _build(cls: type[T], raw: Mapping[str, Any], **extra: Any) -> T:
-    """A dataclass from a server dict: known fields picked, the whole dict kept as `.raw`."""
-    factory: Any = cls
-    names = {f.name for f in dataclasses.fields(factory)}
-    values = {k: v for k, v in raw.items() if k in names and k != "raw"}
-    built: T = factory(**values, **extra, raw=dict(raw))
-    return built
+M = TypeVar("M")
 
 
-@dataclass
-class Config:
-    callback_url: str | None = None
-    callback_key: str | None = None  # always masked by the server
-    sdk_app_id: int = 0
-    clock: str = ""
-    speed: float = 0.0
-    retry: Any = None
-    timeout_s: float = 0.0
-    sign_ttl_s: int = 0
-    strict_ack: bool = False
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+def _decode(model: type[M], raw: Any) -> M:
+    """A server reply as its model; fields the model does not know (a newer server) ignored."""
+    value: M = msgspec.convert(raw, model)
+    return value
 
 
-@dataclass
-class Event:
-    """One planned callback of a task; `payload` is the exact envelope once sent."""
+class _Raw:
+    """`.raw`: the object as the server sent it (as JSON-like dicts and lists)."""
 
-    seq: int = 0
-    event_type: str = ""
-    due_at: float = 0.0
-    state: str = ""
-    attempts: int = 0
-    sign: str = "valid"
-    note: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    __slots__ = ()
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        raw: dict[str, Any] = msgspec.to_builtins(self)
+        return raw
 
 
-@dataclass
-class Task:
-    task_id: str = ""
-    room_id: int = 0
-    group_id: str = ""
-    sdk_app_id: int = 0
-    scenario: str = ""
-    status: str = ""
-    progress: int = 0
-    outcome: str | None = None
-    error: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    created_at: float = 0.0
-    finish_at: float | None = None
-    seed: int | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    callback_url: str | None = None
-    source: str = ""
-    events: list[Event] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+# The control API's shapes are the server's own models (emulator.core.models); the client only
+# adds conveniences. `Event`, `Rule` and `CloudCall` are the models themselves.
+Event = models.Event
+Rule = models.Rule
+CloudCall = models.CloudCall
+
+
+class Config(models.Config, _Raw, kw_only=True):
+    """GET/PATCH /api/config reply; callback_key is masked by the server."""
+
+
+class Task(models.Task, _Raw, kw_only=True):
+    """A task as the control API shows it."""
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Task:
-        events = [_build(Event, e) for e in raw.get("events") or []]
-        return _build(cls, {k: v for k, v in raw.items() if k != "events"}, events=events)
+        return _decode(cls, raw)
 
 
-@dataclass
-class Delivery:
+class Delivery(models.Delivery, _Raw, kw_only=True):
     """One delivery attempt: what was sent where, and how the backend answered."""
-
-    id: int = 0
-    event_id: int | None = None
-    task_id: str | None = None
-    event_type: str = ""
-    attempt: int = 0
-    url: str | None = None
-    request_body: str = ""
-    status_code: int | None = None
-    response_body: str | None = None
-    error: str | None = None
-    started_at: float = 0.0
-    duration_ms: float = 0.0
-    ok: bool = False
-    emulated_at: float | None = None
-    redelivery_of: int | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Delivery:
-        return _build(cls, raw)
+        return _decode(cls, raw)
 
     @property
     def body(self) -> dict[str, Any]:
@@ -137,31 +97,32 @@ class Delivery:
         return parsed
 
 
-@dataclass
-class ClockInfo:
-    mode: str = ""
-    speed: float = 0.0
-    now: float = 0.0
-    wall: float = 0.0
-    pending_events: int = 0
-    fired: int | None = None  # set by advance(): events fired by that call
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+class ClockInfo(models.Clock, _Raw, kw_only=True):
+    """The emulated clock; `fired` is set by advance()."""
 
 
-@dataclass
-class ScenarioInfo:
-    name: str = ""
-    description: str = ""
-    source: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+class ScenarioInfo(models.Scenario, _Raw, kw_only=True):
+    """A catalogue entry with its defaults filled in."""
 
 
-@dataclass
-class Rule:
-    id: int = 0
-    match: dict[str, Any] = field(default_factory=dict)
-    scenario: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+class Page(list[M]):
+    """One page of a list route: the items, plus `next`, the cursor of the next page or None.
+
+    `next` is the `offset=` (tasks) or `before=` (deliveries, cloud calls) that fetches it.
+    """
+
+    def __init__(self, items: list[M], next_cursor: int | None) -> None:
+        super().__init__(items)
+        self.next = next_cursor
+
+
+def _query(**values: Any) -> dict[str, Any]:
+    """Query-string values: None left out, booleans as true/false."""
+    return {
+        k: ("true" if v else "false") if isinstance(v, bool) else v
+        for k, v in values.items()
+        if v is not None
+    }
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +137,7 @@ class EmulatorClient:
         self.timeout = timeout
         self.http = requests.Session()
         self.http.trust_env = False
+        self.last_warnings: list[str] = []  # warnings of the last create_task reply
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
@@ -216,11 +178,11 @@ class EmulatorClient:
         return reply
 
     def get_config(self) -> Config:
-        return _build(Config, self.request("GET", "/api/config"))
+        return _decode(Config, self.request("GET", "/api/config"))
 
     def update_config(self, **patch: Any) -> Config:
         """PATCH /api/config, e.g. update_config(callback_url=..., clock="manual")."""
-        return _build(Config, self.request("PATCH", "/api/config", json_body=patch))
+        return _decode(Config, self.request("PATCH", "/api/config", json_body=patch))
 
     # -- tasks -----------------------------------------------------------------------------------
     def create_task(
@@ -234,48 +196,85 @@ class EmulatorClient:
         seed: int | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Task:
-        body = _drop_none(
-            {
-                "scenario": scenario,
-                "room_id": room_id,
-                "group_id": group_id,
-                "sdk_app_id": sdk_app_id,
-                "callback_url": callback_url,
-                "seed": seed,
-                "params": dict(params) if params is not None else None,
-            }
+        """POST /api/tasks; the reply's `warnings` are in `task.raw` too (e.g. no callback URL)."""
+        body = models.TaskCreate(
+            scenario=scenario,
+            room_id=room_id,
+            group_id=group_id,
+            sdk_app_id=sdk_app_id,
+            callback_url=callback_url,
+            seed=seed,
+            params=dict(params) if params is not None else None,
         )
-        return Task.from_raw(self.request("POST", "/api/tasks", json_body=body))
+        reply = self.request("POST", "/api/tasks", json_body=_body(body))
+        task = _decode(Task, reply)
+        self.last_warnings = list(reply.get("warnings") or [])
+        return task
 
     def get_task(self, task_id: str) -> Task:
-        return Task.from_raw(self.request("GET", f"/api/tasks/{task_id}"))
+        return _decode(Task, self.request("GET", f"/api/tasks/{_segment(task_id)}"))
 
     def list_tasks(
         self,
         *,
         status: str | None = None,
         room_id: int | None = None,
+        sdk_app_id: int | None = None,
         scenario: str | None = None,
+        outcome: str | None = None,
+        error_code: str | None = None,
         limit: int | None = None,
-    ) -> list[Task]:
-        query = {"status": status, "room_id": room_id, "scenario": scenario, "limit": limit}
+        offset: int | None = None,
+    ) -> Page[Task]:
+        """One page of tasks, newest first; `.next` is the offset of the next page, or None."""
+        query = _query(
+            status=status,
+            room_id=room_id,
+            sdk_app_id=sdk_app_id,
+            scenario=scenario,
+            outcome=outcome,
+            error_code=error_code,
+            limit=limit,
+            offset=offset,
+        )
         reply = self.request("GET", "/api/tasks", params=query)
-        return [Task.from_raw(t) for t in reply["tasks"]]
+        return Page([_decode(Task, t) for t in reply["tasks"]], reply["next_offset"])
 
     def cancel_task(self, task_id: str) -> Task:
-        return Task.from_raw(self.request("POST", f"/api/tasks/{task_id}/cancel"))
+        return _decode(Task, self.request("POST", f"/api/tasks/{_segment(task_id)}/cancel"))
 
-    def task_events(self, task_id: str) -> list[Event]:
-        reply = self.request("GET", f"/api/tasks/{task_id}/events")
-        return [_build(Event, e) for e in reply["events"]]
+    def task_events(self, task_id: str, *, limit: int | None = None) -> list[Event]:
+        path = f"/api/tasks/{_segment(task_id)}/events"
+        reply = self.request("GET", path, params=_query(limit=limit))
+        return _decode(models.EventList, reply).events
 
     # -- deliveries and ad-hoc events ------------------------------------------------------------
-    def deliveries(self, *, task_id: str | None = None, limit: int | None = None) -> list[Delivery]:
-        reply = self.request("GET", "/api/deliveries", params={"task_id": task_id, "limit": limit})
-        return [_build(Delivery, d) for d in reply["deliveries"]]
+    def deliveries(
+        self,
+        *,
+        task_id: str | None = None,
+        ok: bool | None = None,
+        status_code: int | None = None,
+        event_type: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> Page[Delivery]:
+        """The newest matching attempts, oldest first; `.next` is `before=` for older ones."""
+        query = _query(
+            task_id=task_id,
+            ok=ok,
+            status_code=status_code,
+            event_type=event_type,
+            limit=limit,
+            before=before,
+            after=after,
+        )
+        reply = self.request("GET", "/api/deliveries", params=query)
+        return Page([_decode(Delivery, d) for d in reply["deliveries"]], reply["next_before"])
 
     def redeliver(self, delivery_id: int) -> Delivery:
-        return _build(Delivery, self.request("POST", f"/api/deliveries/{delivery_id}/redeliver"))
+        return _decode(Delivery, self.request("POST", f"/api/deliveries/{delivery_id}/redeliver"))
 
     def send_event(
         self,
@@ -287,40 +286,39 @@ class EmulatorClient:
         sdk_app_id: int | None = None,
     ) -> Delivery:
         """Send a hand-written event at once; `sign` is valid, invalid, expired or none."""
-        body = _drop_none(
-            {
-                "event_type": event_type,
-                "event_data": dict(event_data),
-                "callback_url": callback_url,
-                "sign": sign,
-                "sdk_app_id": sdk_app_id,
-            }
+        body = models.EventCreate(
+            event_type=event_type,
+            event_data=dict(event_data),
+            callback_url=callback_url,
+            sdk_app_id=sdk_app_id,
         )
-        return _build(Delivery, self.request("POST", "/api/events", json_body=body))
+        sent = _body(body) | ({"sign": sign} if sign is not None else {})
+        return _decode(Delivery, self.request("POST", "/api/events", json_body=sent))
 
     # -- clock ---------------------------------------------------------------------------------
     def clock(self) -> ClockInfo:
-        return _build(ClockInfo, self.request("GET", "/api/clock"))
+        return _decode(ClockInfo, self.request("GET", "/api/clock"))
 
     def advance(self, seconds: float) -> ClockInfo:
         """Move a manual clock; returns once everything due by then has been sent."""
-        reply = self.request("POST", "/api/clock/advance", json_body={"seconds": seconds})
-        return _build(ClockInfo, reply)
+        body = _body(models.ClockAdvance(seconds=seconds))
+        return _decode(ClockInfo, self.request("POST", "/api/clock/advance", json_body=body))
 
     # -- scenarios -----------------------------------------------------------------------------
     def scenarios(self) -> list[ScenarioInfo]:
-        return [_build(ScenarioInfo, s) for s in self.request("GET", "/api/scenarios")["scenarios"]]
+        reply = self.request("GET", "/api/scenarios")
+        return [_decode(ScenarioInfo, s) for s in reply["scenarios"]]
 
     def get_scenario(self, name: str) -> ScenarioInfo:
-        return _build(ScenarioInfo, self.request("GET", f"/api/scenarios/{name}"))
+        return _decode(ScenarioInfo, self.request("GET", f"/api/scenarios/{_segment(name)}"))
 
     def add_scenario(self, document: Mapping[str, Any]) -> ScenarioInfo:
         """Add (or replace) a user scenario; `document` is a scenario file's content as a dict."""
         reply = self.request("POST", "/api/scenarios", json_body=dict(document))
-        return _build(ScenarioInfo, reply)
+        return _decode(ScenarioInfo, reply)
 
     def delete_scenario(self, name: str) -> None:
-        self.request("DELETE", f"/api/scenarios/{name}")
+        self.request("DELETE", f"/api/scenarios/{_segment(name)}")
 
     def scenario_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = self.request("GET", "/api/scenarios/schema")
@@ -328,17 +326,41 @@ class EmulatorClient:
 
     # -- rules ---------------------------------------------------------------------------------
     def rules(self) -> list[Rule]:
-        return [_build(Rule, r) for r in self.request("GET", "/api/rules")["rules"]]
+        return _decode(models.RuleList, self.request("GET", "/api/rules")).rules
 
     def add_rule(self, match: Mapping[str, Any], scenario: str) -> Rule:
         """Tasks matching `match` (room_id / group_id / sdk_app_id) get `scenario` by default."""
         body = {"match": dict(match), "scenario": scenario}
-        return _build(Rule, self.request("POST", "/api/rules", json_body=body))
+        return _decode(Rule, self.request("POST", "/api/rules", json_body=body))
 
     def delete_rule(self, rule_id: int) -> None:
         self.request("DELETE", f"/api/rules/{rule_id}")
+
+    # -- cloud API call log ------------------------------------------------------------------------
+    def cloud_calls(
+        self,
+        *,
+        action: str | None = None,
+        task_id: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> Page[CloudCall]:
+        """The newest matching cloud API calls, oldest first; `.next` is `before=` for older."""
+        query = _query(action=action, task_id=task_id, limit=limit, before=before)
+        reply = _decode(models.CloudCallList, self.request("GET", "/api/cloud-calls", params=query))
+        return Page(reply.cloud_calls, reply.next_before)
 
     # -- reset -----------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget tasks, deliveries, rules and user scenarios."""
         self.request("POST", "/api/reset")
+
+
+def _body(model: msgspec.Struct) -> dict[str, Any]:
+    """A request body from its model: the fields that were given (None and UNSET left out)."""
+    return {k: v for k, v in msgspec.to_builtins(model).items() if v is not None}
+
+
+def _segment(value: str) -> str:
+    """A path segment, percent-encoded (a task id or scenario name with / or ? stays one)."""
+    return quote(value, safe="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from emulator.client import (
     ScenarioInfo,
     Task,
 )
+from emulator.core import models
 from emulator.receiver import Receiver, Reply
 
 KEY = "Xz4ZgayTr7rMgWQrH"
@@ -148,3 +150,78 @@ def test_non_json_error_is_still_an_api_error(client: EmulatorClient) -> None:
     with pytest.raises(EmulatorAPIError) as err:
         client.request("GET", "/no/such/route")
     assert err.value.status == 404 and err.value.code
+
+
+def test_replies_are_the_servers_models(client: EmulatorClient, emulator: Any) -> None:
+    task = client.create_task(room_id=31, seed=3)
+    assert isinstance(task, models.Task) and isinstance(task.events[0], models.Event)
+    assert isinstance(task.deliveries, models.TaskDeliveries)
+    assert isinstance(client.get_config(), models.Config)
+    assert client.get_config().run_seed == emulator.emu.run_seed
+    rule = client.add_rule({"room_id": 31}, "success")
+    assert isinstance(rule, models.Rule) and rule.match == models.RuleMatch(room_id=31)
+    assert client.last_warnings == []
+
+
+def test_list_filters_and_pages(client: EmulatorClient, receiver: Receiver) -> None:
+    made = [client.create_task(room_id=r, sdk_app_id=1400000000 + r % 2) for r in (1, 2, 3)]
+    first = client.list_tasks(limit=2)
+    assert [t.task_id for t in first] == [made[2].task_id, made[1].task_id] and first.next == 2
+    rest = client.list_tasks(limit=2, offset=first.next)
+    assert [t.task_id for t in rest] == [made[0].task_id] and rest.next is None
+    assert [t.room_id for t in client.list_tasks(sdk_app_id=1400000000)] == [2]
+    client.create_task("transcode-failure", room_id=9)
+    client.advance(86400)
+    assert [t.room_id for t in client.list_tasks(outcome="failure")] == [9]
+    assert [t.room_id for t in client.list_tasks(error_code="FailedOperation.Transcode")] == [9]
+
+    receiver.respond = lambda r: Reply(status=500)
+    client.send_event("OfflineRecordProgressChanged", {"Progress": 1})
+    failed = client.deliveries(ok=False)
+    assert [d.status_code for d in failed] == [500] and failed.next is None
+    newest = client.deliveries(limit=3)
+    older = client.deliveries(limit=3, before=newest.next)
+    assert older[-1].id < newest[0].id == newest.next
+    assert client.deliveries(after=newest[0].id) == newest[1:]
+    assert client.deliveries(status_code=500, event_type="OfflineRecordProgressChanged") == failed
+    assert len(client.task_events(made[0].task_id, limit=1)) == 1
+
+    with pytest.raises(EmulatorAPIError) as bad:
+        client.list_tasks(limit=5000)
+    assert bad.value.code == "invalid_field" and bad.value.details["field"] == "limit"
+
+
+def test_cloud_calls(make_emulator: Any) -> None:
+    running = make_emulator(verify_signature=False)
+    headers = {"X-TC-Version": "2019-09-19", "X-TC-Action": "CreateOfflineRecord"}
+    for room in (1, 2):
+        body = {"SdkAppId": 1400000001, "RoomId": room}
+        running.api("POST", "/", json=body, headers=headers).raise_for_status()
+    with EmulatorClient(running.url) as c:
+        calls = c.cloud_calls(action="CreateOfflineRecord", limit=1)
+        assert len(calls) == 1 and isinstance(calls[0], models.CloudCall) and calls.next
+        older = c.cloud_calls(before=calls.next)
+        assert [x.params["RoomId"] for x in older] == [1] and older.next is None
+        assert c.cloud_calls(task_id=calls[0].task_id) == calls
+
+
+def test_create_task_reports_warnings(make_emulator: Any) -> None:
+    running = make_emulator()  # no callback URL anywhere
+    with EmulatorClient(running.url) as c:
+        c.create_task()
+        assert c.last_warnings and "no callback URL" in c.last_warnings[0]
+
+
+def test_readme_client_example_runs(
+    emulator: Any, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- section:control -->")[1].split("<!-- /section:control -->")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    receiver.respond = lambda r: Reply(status=500)
+    with EmulatorClient(emulator.url) as c:
+        for n in range(3):
+            c.send_event("OfflineRecordProgressChanged", {"Progress": n})
+    exec(compile(code.replace("http://127.0.0.1:8765", emulator.url), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and all(line.endswith(" None 500") for line in printed)

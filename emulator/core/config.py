@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import msgspec
+from msgspec import UNSET
+
+from emulator.core import parsing
 from emulator.core.errors import InvalidInput, UnknownField
+from emulator.core.models import (
+    MAX_LONGEST_RETRY_WAIT_S,
+    READ_ONLY_CONFIG,
+    ConfigPatch,
+    RetryName,
+    RetryPolicy,
+)
 from emulator.core.redact import mask
 from emulator.core.urls import callback_url_problem
 
@@ -17,73 +27,36 @@ DEMO_SECRET_ID = "AKIDtiwEmulatorDEMO0000000000000000"
 DEMO_SECRET_KEY = "tiwEmulatorDemoSecretKey0000000"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How failed callback attempts are retried, in emulated seconds."""
-
-    name: str
-    max_attempts: int
-    interval_s: float
-    backoff: float = 1.0
-
-    def delay_after(self, attempt: int) -> float | None:
-        """Emulated seconds to wait after failed attempt number `attempt` (1-based), or None."""
-        if attempt >= self.max_attempts:
-            return None
-        return self.interval_s * (self.backoff ** (attempt - 1))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 NAMED_RETRY_POLICIES = {
-    "none": RetryPolicy("none", 1, 0.0),
-    "fast": RetryPolicy("fast", 3, 1.0, 2.0),
+    "none": RetryPolicy(name="none", max_attempts=1, interval_s=0.0),
+    "fast": RetryPolicy(name="fast", max_attempts=3, interval_s=1.0, backoff=2.0),
     # The legacy service retried once a minute, up to 10 times.
-    "tencent": RetryPolicy("tencent", 10, 60.0),
+    "tencent": RetryPolicy(name="tencent", max_attempts=10, interval_s=60.0),
 }
+
+
+class RetryConfig(msgspec.Struct):
+    """Only `retry`, so a policy given alone is checked by the same declaration as in Config."""
+
+    retry: RetryName | RetryPolicy
 
 
 def parse_retry(value: Any) -> RetryPolicy:
     """A policy name, or {"max_attempts", "interval_s", "backoff"?} for a custom one."""
-    if isinstance(value, RetryPolicy):
-        return value
+    if isinstance(value, RetryPolicy) and NAMED_RETRY_POLICIES.get(value.name) == value:
+        return value  # a named policy itself; an object that only borrows a name is custom
+    if not isinstance(value, RetryPolicy):
+        value = parsing.convert({"retry": value}, RetryConfig).retry
     if isinstance(value, str):
-        if value not in NAMED_RETRY_POLICIES:
-            raise InvalidInput(
-                "retry",
-                f"unknown policy {value!r}; use one of {sorted(NAMED_RETRY_POLICIES)}"
-                " or an object {max_attempts, interval_s, backoff}",
-            )
         return NAMED_RETRY_POLICIES[value]
-    if isinstance(value, Mapping):
-        extra = set(value) - {"name", "max_attempts", "interval_s", "backoff"}
-        if extra:
-            raise UnknownField(
-                f"retry.{sorted(extra)[0]}", ["max_attempts", "interval_s", "backoff"]
-            )
-        try:
-            attempts = value["max_attempts"]
-            interval = value["interval_s"]
-        except KeyError as missing:
-            raise InvalidInput(f"retry.{missing.args[0]}", "is required") from None
-        backoff = value.get("backoff", 1.0)
-        if not _is_int(attempts) or not 1 <= attempts <= 100:
-            raise InvalidInput("retry.max_attempts", "must be an integer from 1 to 100")
-        if not _is_number(interval) or interval < 0:
-            raise InvalidInput("retry.interval_s", "must be a number >= 0")
-        if not _is_number(backoff) or not 1 <= backoff <= 10:
-            raise InvalidInput("retry.backoff", "must be a number from 1 to 10")
-        return RetryPolicy("custom", int(attempts), float(interval), float(backoff))
-    raise InvalidInput("retry", "must be a policy name or an object")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    policy = msgspec.structs.replace(value, name="custom")
+    if policy.longest_wait() > MAX_LONGEST_RETRY_WAIT_S:
+        raise InvalidInput(
+            "retry",
+            f"the last retry would wait {policy.longest_wait():.3g} s; interval_s *"
+            f" backoff^(max_attempts-2) must stay within {MAX_LONGEST_RETRY_WAIT_S} s (30 days)",
+        )
+    return policy
 
 
 @dataclass
@@ -106,19 +79,27 @@ class RuntimeConfig:
         return out
 
     def stored(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["retry"] = self.retry.to_dict() if self.retry.name == "custom" else self.retry.name
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        retry = self.retry
+        out["retry"] = msgspec.structs.asdict(retry) if retry.name == "custom" else retry.name
         return out
 
-    def patched(self, patch: Mapping[str, Any]) -> RuntimeConfig:
-        """A copy with `patch` applied; every field validated, unknown ones refused."""
-        allowed = [f.name for f in fields(self)]
-        values = {name: getattr(self, name) for name in allowed}
-        for key, value in patch.items():
-            if key not in values:
-                raise UnknownField(key, allowed)
-            values[key] = _validate_runtime(key, value)
+    def patched(self, patch: Mapping[str, Any] | msgspec.Struct) -> RuntimeConfig:
+        """A copy with `patch` applied: types and bounds from models.Config, unknown refused."""
+        if not isinstance(patch, msgspec.Struct):
+            for name in READ_ONLY_CONFIG:
+                if name in patch:
+                    raise read_only(name)
+            patch = parsing.convert(dict(patch), ConfigPatch)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in msgspec.structs.asdict(patch).items():
+            if value is not UNSET:
+                values[name] = _checked(name, value)
         return RuntimeConfig(**values)
+
+
+def read_only(name: str) -> InvalidInput:
+    return InvalidInput(name, "is read-only (set it with --seed at start-up)")
 
 
 def validate_callback_url(value: Any, field_name: str = "callback_url") -> str | None:
@@ -132,40 +113,17 @@ def validate_callback_url(value: Any, field_name: str = "callback_url") -> str |
     return value
 
 
-def _validate_runtime(key: str, value: Any) -> Any:
-    if key == "callback_url":
+def _checked(name: str, value: Any) -> Any:
+    """What the type declarations cannot say: URL syntax, policy names, "" for none."""
+    if name == "callback_url":
         return validate_callback_url(value)
-    if key == "callback_key":
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput(key, "must be a string or null")
+    if name == "callback_key":
         return value or None
-    if key == "sdk_app_id":
-        if not _is_int(value) or value <= 0:
-            raise InvalidInput(key, "must be a positive integer")
-        return value
-    if key == "clock":
-        if value not in ("real", "manual"):
-            raise InvalidInput(key, "must be 'real' or 'manual'")
-        return value
-    if key == "speed":
-        if not _is_number(value) or not 0 < value <= 1_000_000:
-            raise InvalidInput(key, "must be a number > 0 and <= 1000000")
-        return float(value)
-    if key == "retry":
+    if name == "retry":
         return parse_retry(value)
-    if key == "timeout_s":
-        if not _is_number(value) or not 0 < value <= 600:
-            raise InvalidInput(key, "must be a number of seconds > 0 and <= 600")
-        return float(value)
-    if key == "sign_ttl_s":
-        if not _is_int(value) or not 1 <= value <= 86400 * 7:
-            raise InvalidInput(key, "must be an integer number of seconds from 1 to 604800")
-        return value
-    if key == "strict_ack":
-        if not isinstance(value, bool):
-            raise InvalidInput(key, "must be true or false")
-        return value
-    raise UnknownField(key, [f.name for f in fields(RuntimeConfig)])
+    if name == "clock":
+        return str(value)
+    return value
 
 
 @dataclass

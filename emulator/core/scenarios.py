@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,23 +36,19 @@ def builtin_dir() -> Path:
 
 BUILTIN_DIR = builtin_dir()
 
-_range = {
-    "oneOf": [
-        {"type": "number", "minimum": 0},
-        {
-            "type": "array",
-            "items": {"type": "number", "minimum": 0},
-            "minItems": 2,
-            "maxItems": 2,
-        },
-    ]
-}
-_int_range = {
-    "oneOf": [
-        {"type": "integer", "minimum": 1},
-        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
-    ]
-}
+# Every number is bounded, so no document can plan unbounded work (issue 9: `participants:
+# 200000` held the creation lock for a minute; `duration_s: 1e308` answered 500).
+MAX_SECONDS = 86400  # a class, a queue delay: at most a day of emulated time
+MAX_PARTICIPANTS = 1000
+
+
+def _bounded_range(kind: str, minimum: int, maximum: int) -> dict[str, Any]:
+    one = {"type": kind, "minimum": minimum, "maximum": maximum}
+    return {"oneOf": [one, {"type": "array", "items": one, "minItems": 2, "maxItems": 2}]}
+
+
+_range = _bounded_range("number", 0, MAX_SECONDS)
+_int_range = _bounded_range("integer", 1, MAX_PARTICIPANTS)
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -62,7 +59,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["name"],
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
-        "description": {"type": "string"},
+        "description": {"type": "string", "maxLength": 2000},
         "class": {
             "description": "The class being recorded.",
             "type": "object",
@@ -90,6 +87,7 @@ SCHEMA: dict[str, Any] = {
                 "audio_participants": {
                     "type": "integer",
                     "minimum": 0,
+                    "maximum": MAX_PARTICIPANTS,
                     "description": "with camera: this many students joined by audio only (type 4)",
                 },
                 "whiteboard": {
@@ -142,12 +140,13 @@ SCHEMA: dict[str, Any] = {
                 "error_code": {
                     "description": "Error.Code (see docs/errors.md) or a legacy task error number",
                     "oneOf": [
-                        {"type": "string", "pattern": outcomes.CODE_PATTERN},
+                        {"type": "string", "pattern": outcomes.CODE_PATTERN, "maxLength": 128},
                         {"enum": [*outcomes.LEGACY_KEYS, *(int(k) for k in outcomes.LEGACY_KEYS)]},
                     ],
                 },
                 "error_message": {
                     "type": "string",
+                    "maxLength": 1000,
                     "description": "Error.Message; default: the code's message in docs/errors.md",
                 },
                 "fail_at": {
@@ -348,6 +347,7 @@ def parse_scenario(doc: Any, *, source: str, where: str | None = None) -> Scenar
                 ],
             },
         )
+    _check_finite(doc, where)
     complete = _complete(doc)
     _check_ranges(complete, where)
     return Scenario(complete["name"], complete["description"], complete, source)
@@ -363,10 +363,28 @@ def _explain(error: Any, field: str | None = None) -> str:
             f" legacy task error ({', '.join(outcomes.LEGACY_KEYS)})"
         )
     if error.validator == "oneOf" and field == "participants":
-        return f"{error.instance!r} must be an integer >= 1 or a [min, max] pair"
+        return (
+            f"{error.instance!r} must be an integer >= 1 and <= {MAX_PARTICIPANTS}"
+            " or a [min, max] pair of them"
+        )
     if error.validator == "oneOf":
-        return f"{error.instance!r} must be a number >= 0 or a [min, max] pair"
+        return (
+            f"{error.instance!r} must be a number >= 0 and <= {MAX_SECONDS}"
+            " or a [min, max] pair of them"
+        )
     return str(error.message)
+
+
+def _check_finite(doc: Any, where: str, path: str = "") -> None:
+    """YAML can say .nan and .inf, which every bound above lets through (NaN compares false)."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        raise ScenarioInvalid(
+            f"{where}: {path}: {doc!r} is not a finite number",
+            details={"source": where, "field": path},
+        )
+    if isinstance(doc, Mapping | list):
+        for key, value in doc.items() if isinstance(doc, Mapping) else enumerate(doc):
+            _check_finite(value, where, f"{path}.{key}" if path else str(key))
 
 
 def _check_ranges(doc: Mapping[str, Any], where: str) -> None:

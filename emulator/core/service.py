@@ -61,11 +61,13 @@ class Emulator(QAControls):
         self.store = open_store(settings.db)
         stored = self.store.load_config()
         runtime = RuntimeConfig()
-        saved = {k: v for k, v in stored.items() if k in Settings.RUNTIME_KEYS}
-        try:
-            runtime = runtime.patched(saved)
-        except InvalidInput as bad:  # a value stored by an older release that is now refused
-            log.warning("ignoring stored configuration: %s", bad.message)
+        for key, value in stored.items():
+            if key not in Settings.RUNTIME_KEYS:
+                continue
+            try:
+                runtime = runtime.patched({key: value})
+            except InvalidInput as bad:  # stored by an older release, refused now
+                log.warning("ignoring stored %s: %s", key, bad.message)
         self._config = runtime.patched(settings.runtime_overrides())
         self._config_lock = threading.Lock()
         self.clock = clock or EmulatedClock(

@@ -158,7 +158,7 @@ class Dispatcher:
         if epoch != self.epoch:
             return None
         attempt: Row = {
-            "event_id": event.id,
+            "event_id": event.id or None,
             "task_id": event.task_id,
             "event_type": event.event_type,
             "attempt": event.attempts,

@@ -12,29 +12,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from emulator.core.models import Delivery
+
 Row = dict[str, Any]
 AttemptListener = Callable[[Row], None]
 
-# The columns of one delivery attempt, in the order the attempt log returns them.
-DELIVERY_COLUMNS = (
-    "id",
-    "event_id",
-    "task_id",
-    "event_type",
-    "attempt",
-    "url",
-    "request_headers",
-    "request_body",
-    "status_code",
-    "response_headers",
-    "response_body",
-    "error",
-    "started_at",
-    "duration_ms",
-    "ok",
-    "emulated_at",
-    "redelivery_of",
-)
+# The columns of one delivery attempt: the fields of the Delivery model, in its order.
+DELIVERY_COLUMNS: tuple[str, ...] = Delivery.__struct_fields__
 
 TASK_STATUSES = ("queued", "processing", "finished", "cancelled")
 

@@ -1,32 +1,26 @@
-"""Control API blueprint (/healthz, /api/...): thin views over the Emulator core."""
+"""Control API blueprint (/healthz, /api/...): parse with the models, call the core, encode.
+
+Bodies and queries are parsed by emulator.core.parsing into emulator.core.models, so every
+refusal has one format and names the field; replies are encoded with msgspec.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, jsonify, request
+import msgspec
+from flask import Blueprint, Response, current_app, request
 
-from emulator.core.errors import InvalidInput, InvalidJson, UnknownField
+from emulator.core import models, parsing
+from emulator.core.config import read_only
+from emulator.core.errors import UnknownField
+from emulator.core.models import INT64_MAX
 from emulator.core.scenarios import SCHEMA
 from emulator.core.service import Emulator
 
-TASK_FIELDS = {
-    "scenario": str,
-    "room_id": int,
-    "group_id": str,
-    "sdk_app_id": int,
-    "callback_url": str,
-    "seed": int,
-    "params": dict,
-}
-EVENT_FIELDS = {
-    "event_type": str,
-    "event_data": dict,
-    "callback_url": str,
-    "sign": str,
-    "sdk_app_id": int,
-}
+M = TypeVar("M")
+# Path ids are int64 row ids: anything else is a 404 from the router, never an overflow.
+ID = f"int(min=1, max={INT64_MAX})"
 
 
 def emulator() -> Emulator:
@@ -34,166 +28,117 @@ def emulator() -> Emulator:
     return emu
 
 
-def json_body(allowed: Mapping[str, type] | None = None) -> dict[str, Any]:
-    """The request's JSON object; with `allowed`, unknown fields and wrong types are refused."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = request.get_json(force=True, silent=False)
-        except Exception:
-            raise InvalidJson("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidJson("request body must be a JSON object")
-    if allowed is not None:
-        for key, value in data.items():
-            if key not in allowed:
-                raise UnknownField(key, list(allowed))
-            check_type(key, value, allowed[key])
-    return data
+def body(model: type[M]) -> M:
+    return parsing.decode_body(request.get_data(cache=True), model)
 
 
-def check_type(field: str, value: Any, expected: type) -> None:
-    if value is None:
-        return
-    wanted: Any = (int, float) if expected is float else expected
-    ok = isinstance(value, wanted) and not (expected in (int, float) and isinstance(value, bool))
-    if not ok:
-        names = {int: "an integer", str: "a string", dict: "an object", float: "a number"}
-        raise InvalidInput(field, f"must be {names.get(expected, expected.__name__)}")
+def query(model: type[M]) -> M:
+    return parsing.parse_query(request.args, model)
 
 
-def query_args(allowed: Mapping[str, type]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in request.args.items():
-        if key not in allowed:
-            raise UnknownField(key, list(allowed))
-        if allowed[key] is bool:
-            if value not in ("true", "false"):
-                raise InvalidInput(key, f"{value!r} is not true or false")
-            out[key] = value == "true"
-        elif allowed[key] is int:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                raise InvalidInput(key, f"{value!r} is not an integer") from None
-        else:
-            out[key] = value
-    return out
+def reply(value: Any, status: int = 200) -> Response:
+    return Response(parsing.encode(value), status=status, mimetype="application/json")
+
+
+def given(struct: msgspec.Struct) -> dict[str, Any]:
+    """The fields of a parsed body that were given (not None, not UNSET), as keywords."""
+    return {
+        k: v
+        for k, v in msgspec.structs.asdict(struct).items()
+        if v is not None and v is not msgspec.UNSET
+    }
 
 
 def create_control_blueprint() -> Blueprint:
     bp = Blueprint("control", __name__)
 
     @bp.get("/healthz")
-    def healthz() -> Response | tuple[Response, int]:
+    def healthz() -> Response:
         problem = emulator().health()
         if problem is not None:
-            return jsonify(status="error", storage_error=problem), 503
-        return jsonify(status="ok")
+            return reply({"status": "error", "storage_error": problem}, 503)
+        return reply({"status": "ok"})
 
     @bp.get("/api/config")
     def get_config() -> Response:
-        return jsonify(emulator().public_config())
+        return reply(_config_view(emulator()))
 
     @bp.patch("/api/config")
     def patch_config() -> Response:
-        emu = emulator()
-        emu.update_config(json_body())
-        return jsonify(emu.public_config())
+        try:
+            patch = body(models.ConfigPatch)
+        except UnknownField as err:
+            name = err.details["field"]
+            if name in models.READ_ONLY_CONFIG:
+                raise read_only(name) from None
+            raise
+        changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+        emulator().update_config(changes)
+        return reply(_config_view(emulator()))
 
     @bp.post("/api/tasks")
-    def create_task() -> tuple[Response, int]:
-        body = json_body(TASK_FIELDS)
-        return jsonify(emulator().create_task(**body)), 201
+    def create_task() -> Response:
+        return reply(emulator().create_task(**given(body(models.TaskCreate))), 201)
 
     @bp.get("/api/tasks")
     def list_tasks() -> Response:
-        args = query_args(
-            {
-                "status": str,
-                "room_id": int,
-                "sdk_app_id": int,
-                "scenario": str,
-                "outcome": str,
-                "error_code": str,
-                "limit": int,
-                "offset": int,
-            }
-        )
-        tasks, next_offset = emulator().list_tasks(**args)
-        return jsonify(tasks=tasks, next_offset=next_offset)
+        tasks, next_offset = emulator().list_tasks(**given(query(models.TaskQuery)))
+        return reply({"tasks": tasks, "next_offset": next_offset})
 
     @bp.get("/api/tasks/<task_id>")
     def get_task(task_id: str) -> Response:
-        return jsonify(emulator().get_task(task_id))
+        return reply(emulator().get_task(task_id))
 
     @bp.post("/api/tasks/<task_id>/cancel")
     def cancel_task(task_id: str) -> Response:
-        json_body({})
-        return jsonify(emulator().cancel_task(task_id))
+        body(models.Empty)
+        return reply(emulator().cancel_task(task_id))
 
     @bp.get("/api/tasks/<task_id>/events")
     def task_events(task_id: str) -> Response:
+        limit = query(models.EventQuery).limit
         emulator().get_task(task_id, with_events=False)  # 404 for an unknown task
-        return jsonify(events=emulator().task_events(task_id))
+        return reply({"events": emulator().task_events(task_id, limit=limit)})
 
     @bp.get("/api/deliveries")
     def deliveries() -> Response:
-        args = query_args(
-            {
-                "task_id": str,
-                "ok": bool,
-                "status_code": int,
-                "event_type": str,
-                "limit": int,
-                "before": int,
-                "after": int,
-            }
-        )
-        deliveries, next_before = emulator().deliveries(**args)
-        return jsonify(deliveries=deliveries, next_before=next_before)
+        found, next_before = emulator().deliveries(**given(query(models.DeliveryQuery)))
+        return reply({"deliveries": found, "next_before": next_before})
 
-    @bp.post("/api/deliveries/<int:delivery_id>/redeliver")
+    @bp.post(f"/api/deliveries/<{ID}:delivery_id>/redeliver")
     def redeliver(delivery_id: int) -> Response:
-        json_body({})
-        return jsonify(emulator().redeliver(delivery_id))
+        body(models.Empty)
+        return reply(emulator().redeliver(delivery_id))
 
     @bp.post("/api/events")
     def send_event() -> Response:
-        body = json_body(EVENT_FIELDS)
-        for required in ("event_type", "event_data"):
-            if required not in body:
-                raise InvalidInput(required, "is required")
-        return jsonify(emulator().send_event(**body))
+        event = body(models.EventCreate)
+        return reply(emulator().send_event(**given(event)))
 
     @bp.get("/api/clock")
     def clock() -> Response:
-        return jsonify(emulator().clock_info())
+        return reply(emulator().clock_info())
 
     @bp.post("/api/clock/advance")
     def advance() -> Response:
-        body = json_body({"seconds": float})
-        if "seconds" not in body:
-            raise InvalidInput("seconds", "is required")
-        return jsonify(emulator().advance(body["seconds"]))
+        return reply(emulator().advance(body(models.ClockAdvance).seconds))
 
     @bp.get("/api/scenarios")
     def scenarios() -> Response:
-        return jsonify(scenarios=[s.public() for s in emulator().catalogue.all()])
+        return reply({"scenarios": [s.public() for s in emulator().catalogue.all()]})
 
     @bp.get("/api/scenarios/schema")
     def scenario_schema() -> Response:
-        return jsonify(SCHEMA)
+        return reply(SCHEMA)
 
     @bp.get("/api/scenarios/<name>")
     def scenario(name: str) -> Response:
-        return jsonify(emulator().catalogue.get(name).public())
+        return reply(emulator().catalogue.get(name).public())
 
     @bp.post("/api/scenarios")
-    def add_scenario() -> tuple[Response, int]:
-        return jsonify(emulator().add_scenario(json_body()).public()), 201
+    def add_scenario() -> Response:
+        doc = parsing.decode_object(request.get_data(cache=True))
+        return reply(emulator().add_scenario(doc).public(), 201)
 
     @bp.delete("/api/scenarios/<name>")
     def delete_scenario(name: str) -> tuple[str, int]:
@@ -202,27 +147,31 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.get("/api/rules")
     def rules() -> Response:
-        return jsonify(rules=emulator().list_rules())
+        return reply({"rules": emulator().list_rules()})
 
     @bp.post("/api/rules")
-    def add_rule() -> tuple[Response, int]:
-        body = json_body({"match": dict, "scenario": str})
-        return jsonify(emulator().add_rule(body.get("match"), body.get("scenario"))), 201
+    def add_rule() -> Response:
+        rule = body(models.RuleCreate)
+        match = msgspec.to_builtins(rule.match)  # only the given keys
+        return reply(emulator().add_rule(match, rule.scenario), 201)
 
-    @bp.delete("/api/rules/<int:rule_id>")
+    @bp.delete(f"/api/rules/<{ID}:rule_id>")
     def delete_rule(rule_id: int) -> tuple[str, int]:
         emulator().delete_rule(rule_id)
         return "", 204
 
     @bp.get("/api/cloud-calls")
     def cloud_calls() -> Response:
-        args = query_args({"action": str, "task_id": str, "limit": int, "before": int})
-        calls, next_before = emulator().cloud_calls(**args)
-        return jsonify(cloud_calls=calls, next_before=next_before)
+        calls, next_before = emulator().cloud_calls(**given(query(models.CloudCallQuery)))
+        return reply({"cloud_calls": calls, "next_before": next_before})
 
     @bp.post("/api/reset")
     def reset() -> Response:
         emulator().reset()
-        return jsonify(status="reset")
+        return reply({"status": "reset"})
 
     return bp
+
+
+def _config_view(emu: Emulator) -> dict[str, Any]:
+    return emu.public_config()

@@ -1,19 +1,31 @@
-"""The OpenAPI 3.1 description of the control API, the cloud API and /healthz, served as JSON."""
+"""The OpenAPI 3.1 description of the control API, the cloud API and /healthz, served as JSON.
+
+Control-API components and query parameters are generated from emulator.core.models; the
+scenario document from the scenario JSON Schema; the cloud API's requests from its parameter
+specs (emulator.cloudapi.params). Only the paths and the cloud API envelope are written here.
+"""
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+import msgspec
+from flask import Blueprint, Response
 
 from emulator.cloudapi.params import ACTIONS, API_VERSION, SPECS, Param
+from emulator.core import models, parsing
+from emulator.core.scenarios import PARAMS
+from emulator.core.scenarios import SCHEMA as SCENARIO_SCHEMA
 
 Schema = dict[str, Any]
 OPENAPI_VERSION = "3.1.0"
+REF = "#/components/schemas/{name}"
 
 
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(name=name)}
 
 
 def _json(schema: Schema, description: str = "OK") -> Schema:
@@ -35,18 +47,13 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     return {str(s): _json(_ref("Error"), meaning[s]) for s in (*statuses, 401)}
 
 
-def _query(name: str, kind: str, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": kind},
-        "description": description,
-    }
-
-
 def _path(name: str, kind: str = "string") -> Schema:
     return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+
+
+def _id_path(name: str) -> Schema:
+    (schema,), _ = msgspec.json.schema_components([models.Id], ref_template=REF)
+    return {**_path(name), "schema": schema}
 
 
 def _obj(
@@ -62,218 +69,77 @@ def _list_of(key: str, item: Schema) -> Schema:
     return _obj({key: {"type": "array", "items": item}}, required=(key,))
 
 
-_NULL_STR: Schema = {"type": ["string", "null"]}
-_NULL_INT: Schema = {"type": ["integer", "null"]}
-_NULL_NUM: Schema = {"type": ["number", "null"]}
-_ANY_OBJ: Schema = {"type": "object", "additionalProperties": True}
-
-
 def _schemas() -> dict[str, Schema]:
-    retry = {
-        "oneOf": [
-            {"type": "string", "enum": ["none", "fast", "tencent"]},
-            _obj(
+    """Components generated from emulator.core.models, plus the scenario and cloud API parts."""
+    _, schemas = msgspec.json.schema_components(models.COMPONENTS, ref_template=REF)
+    for schema in schemas.values():
+        if "properties" in schema:  # the shapes are exact: extra keys are drift, not data
+            schema.setdefault("additionalProperties", False)
+    document = {k: v for k, v in SCENARIO_SCHEMA.items() if k not in ("$schema", "$id")}
+    schemas["ScenarioDocument"] = document
+    for section in ("class", "processing", "outcome", "delivery"):
+        schemas["Scenario"]["properties"][section] = {
+            "$ref": REF.format(name=f"ScenarioDocument/properties/{section}")
+        }
+    schemas["TaskParams"] = _task_params()
+    schemas["TaskCreate"]["properties"]["params"] = {
+        "anyOf": [_ref("TaskParams"), {"type": "null"}]
+    }
+    schemas["CloudResponse"] = _obj(
+        {
+            "Response": _obj(
                 {
-                    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-                    "interval_s": {"type": "number", "minimum": 0},
-                    "backoff": {"type": "number", "minimum": 1, "maximum": 10},
-                    "name": {"type": "string"},
+                    "RequestId": {"type": "string"},
+                    "Error": _obj(
+                        {"Code": {"type": "string"}, "Message": {"type": "string"}},
+                        required=("Code", "Message"),
+                    ),
                 },
-                required=("max_attempts", "interval_s"),
-            ),
-        ]
-    }
-    config_fields: dict[str, Schema] = {
-        "callback_url": {**_NULL_STR, "description": "default callback target"},
-        "callback_key": {**_NULL_STR, "description": "signs callbacks; shown masked"},
-        "sdk_app_id": {"type": "integer", "minimum": 1},
-        "clock": {"type": "string", "enum": ["real", "manual"]},
-        "speed": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
-        "retry": retry,
-        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
-        "sign_ttl_s": {"type": "integer", "minimum": 1, "maximum": 604800},
-        "strict_ack": {"type": "boolean"},
-    }
-    event_state = ["scheduled", "delivering", "delivered", "failed", "dropped", "cancelled"]
-    return {
-        "Error": _obj(
-            {
-                "error": _obj(
-                    {
-                        "code": {"type": "string", "description": "snake_case error code"},
-                        "message": {"type": "string"},
-                        "details": _ANY_OBJ,
-                    },
-                    required=("code", "message", "details"),
-                )
-            },
-            required=("error",),
-        ),
-        "Config": _obj(config_fields, required=tuple(config_fields)),
-        "ConfigPatch": _obj(config_fields),
-        "TaskInput": _obj(
-            {
-                "scenario": {
-                    "type": "string",
-                    "description": "default: a matching rule, else success",
-                },
-                "room_id": {"type": "integer"},
-                "group_id": {"type": "string"},
-                "sdk_app_id": {"type": "integer"},
-                "callback_url": {"type": "string"},
-                "seed": {"type": "integer"},
-                "params": {**_ANY_OBJ, "description": "flat per-task scenario overrides"},
-            }
-        ),
-        "Task": _obj(
-            {
-                "task_id": {"type": "string"},
-                "room_id": {"type": "integer"},
-                "group_id": {"type": "string"},
-                "sdk_app_id": {"type": "integer"},
-                "scenario": {"type": "string"},
-                "status": {
-                    "type": "string",
-                    "enum": ["queued", "processing", "finished", "cancelled"],
-                },
-                "progress": {"type": "integer"},
-                "outcome": {"type": ["string", "null"], "enum": ["success", "failure", None]},
-                "error": {"type": ["object", "null"]},
-                "result": {"type": ["object", "null"]},
-                "created_at": {"type": "number"},
-                "created_at_wall": {"type": "number"},
-                "finish_at": _NULL_NUM,
-                "seed": {"type": "integer"},
-                "params": _ANY_OBJ,
-                "callback_url": _NULL_STR,
-                "source": {"type": "string", "description": "control or cloudapi"},
-                "request_id": {**_NULL_STR, "description": "RequestId of the creating cloud call"},
-                "deliveries": _obj(
-                    {
-                        "attempts": {"type": "integer"},
-                        "failed_attempts": {"type": "integer"},
-                        "undelivered_events": {
-                            "type": "integer",
-                            "description": "events whose retries ran out without an ack",
-                        },
-                    },
-                    required=("attempts", "failed_attempts", "undelivered_events"),
-                ),
-                "events": {"type": "array", "items": _ref("TaskEvent")},
-            },
-            required=("task_id", "status", "progress", "source"),
-            extra=True,
-        ),
-        "TaskEvent": _obj(
-            {
-                "seq": {"type": "integer"},
-                "event_type": {"type": "string"},
-                "due_at": {"type": "number"},
-                "state": {"type": "string", "enum": event_state},
-                "attempts": {"type": "integer"},
-                "sign": {"type": "string"},
-                "note": {"type": "string"},
-                "payload": _ANY_OBJ,
-            },
-            extra=True,
-        ),
-        "Delivery": _obj(
-            {
-                "id": {"type": "integer"},
-                "event_id": _NULL_INT,
-                "task_id": _NULL_STR,
-                "event_type": {"type": "string"},
-                "attempt": {"type": "integer"},
-                "url": _NULL_STR,
-                "request_body": {"type": "string"},
-                "status_code": _NULL_INT,
-                "response_body": _NULL_STR,
-                "error": _NULL_STR,
-                "started_at": {"type": "number"},
-                "duration_ms": {"type": "number"},
-                "ok": {"type": "boolean"},
-                "emulated_at": {"type": "number"},
-                "redelivery_of": _NULL_INT,
-            },
-            extra=True,
-        ),
-        "EventInput": _obj(
-            {
-                "event_type": {"type": "string"},
-                "event_data": _ANY_OBJ,
-                "callback_url": {"type": "string"},
-                "sign": {"type": "string", "enum": ["valid", "invalid", "expired", "none"]},
-                "sdk_app_id": {"type": "integer"},
-            },
-            required=("event_type", "event_data"),
-        ),
-        "Clock": _obj(
-            {
-                "mode": {"type": "string", "enum": ["real", "manual"]},
-                "speed": {"type": "number"},
-                "now": {"type": "number", "description": "emulated Unix seconds"},
-                "wall": {"type": "number"},
-                "pending_events": {"type": "integer"},
-                "fired": {"type": "integer", "description": "advance only: events fired"},
-            },
-            extra=True,
-        ),
-        "Scenario": {
-            **_ANY_OBJ,
-            "description": "a scenario document; its JSON Schema is "
-            "served at GET /api/scenarios/schema",
+                required=("RequestId",),
+                extra=True,
+            )
         },
-        "RuleInput": _obj(
-            {
-                "match": _obj(
-                    {
-                        "room_id": {"type": "integer"},
-                        "group_id": {"type": "string"},
-                        "sdk_app_id": {"type": "integer"},
-                    }
-                ),
-                "scenario": {"type": "string"},
-            },
-            required=("match", "scenario"),
-        ),
-        "Rule": _obj(
-            {"id": {"type": "integer"}, "match": _ANY_OBJ, "scenario": {"type": "string"}},
-            required=("id", "match", "scenario"),
-        ),
-        "CloudCall": _obj(
-            {
-                "id": {"type": "integer"},
-                "at": {"type": "number"},
-                "request_id": {"type": "string"},
-                "action": {"type": "string"},
-                "method": {"type": "string"},
-                "secret_id": {**_NULL_STR, "description": "masked"},
-                "params": {"description": "typed if valid, else as received"},
-                "task_id": _NULL_STR,
-                "ok": {"type": "boolean"},
-                "code": {**_NULL_STR, "description": "error code, null on success"},
-                "message": _NULL_STR,
-            },
-            extra=True,
-        ),
-        "CloudResponse": _obj(
-            {
-                "Response": _obj(
-                    {
-                        "RequestId": {"type": "string"},
-                        "Error": _obj(
-                            {"Code": {"type": "string"}, "Message": {"type": "string"}},
-                            required=("Code", "Message"),
-                        ),
-                    },
-                    required=("RequestId",),
-                    extra=True,
-                )
-            },
-            required=("Response",),
-        ),
-        **{f"{action}Request": _cloud_params(SPECS[action]) for action in sorted(ACTIONS)},
+        required=("Response",),
+    )
+    for action in sorted(ACTIONS):
+        schemas[f"{action}Request"] = _cloud_params(SPECS[action])
+    return schemas
+
+
+def _task_params() -> Schema:
+    """POST /api/tasks `params`: each flat override with its scenario-schema declaration."""
+    sections = SCENARIO_SCHEMA["properties"]
+    properties = {
+        name: {
+            **sections[section]["properties"][key],
+            "description": f"overrides {section}.{key}: "
+            + sections[section]["properties"][key].get("description", ""),
+        }
+        for name, (section, key) in PARAMS.items()
     }
+    return {**_obj(properties), "title": "TaskParams", "description": "flat scenario overrides"}
+
+
+def _query_parameters(model: Any) -> list[Schema]:
+    """One `in: query` parameter per field of a query model, with its type, bounds, default."""
+    out = []
+    for f in msgspec.structs.fields(model):
+        (schema,), _ = msgspec.json.schema_components([_not_none(f.type)], ref_template=REF)
+        described = schema.pop("description", "")
+        if f.default is not msgspec.NODEFAULT and f.default is not None:
+            schema["default"] = f.default
+        parameter: Schema = {"name": f.encode_name, "in": "query", "required": False}
+        if described:
+            parameter["description"] = described
+        out.append({**parameter, "schema": schema})
+    return out
+
+
+def _not_none(tp: Any) -> Any:
+    """`X | None` → X: a query parameter is absent rather than null."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    return args[0] if is_union and len(args) == 1 else tp
 
 
 def _cloud_params(spec: dict[str, Param]) -> Schema:
@@ -345,19 +211,20 @@ def _op(op_id: str, summary: str, responses: dict[str, Schema], **extra: Any) ->
 
 
 def _paths() -> dict[str, Schema]:
-    ok = {"200": _json(_obj({"status": {"type": "string"}}, required=("status",)))}
+    ok = {"200": _json(_ref("Status"))}
     task_id, name = _path("task_id"), _path("name")
-    limit = _query("limit", "integer", "at most this many (the newest)")
+    tasks, deliveries = _query_parameters(models.TaskQuery), _query_parameters(models.DeliveryQuery)
+    any_object: Schema = {"type": "object"}
     return {
         "/": {"post": _cloud_operation("post"), "get": _cloud_operation("get")},
         "/healthz": {"get": {**_op("healthz", "liveness", ok), "tags": ["health"]}},
-        "/api/openapi.json": {"get": _op("openapi", "this document", {"200": _json(_ANY_OBJ)})},
+        "/api/openapi.json": {"get": _op("openapi", "this document", {"200": _json(any_object)})},
         "/api/config": {
             "get": _op("getConfig", "runtime configuration", {"200": _json(_ref("Config"))}),
             "patch": _op(
                 "patchConfig",
-                "change runtime configuration",
-                {"200": _json(_ref("Config")), **_errors(400)},
+                "change runtime configuration (run_seed is read-only)",
+                {"200": _json(_ref("Config")), **_errors(400, 413)},
                 requestBody=_body(_ref("ConfigPatch")),
             ),
         },
@@ -365,19 +232,14 @@ def _paths() -> dict[str, Schema]:
             "post": _op(
                 "createTask",
                 "create a task",
-                {"201": _json(_ref("Task"), "created"), **_errors(400, 404, 409)},
-                requestBody=_body(_ref("TaskInput"), required=False),
+                {"201": _json(_ref("TaskCreated"), "created"), **_errors(400, 404, 409, 413)},
+                requestBody=_body(_ref("TaskCreate"), required=False),
             ),
             "get": _op(
                 "listTasks",
-                "list tasks, newest first",
-                {"200": _json(_list_of("tasks", _ref("Task"))), **_errors(400)},
-                parameters=[
-                    _query("status", "string", "queued, processing, finished or cancelled"),
-                    _query("room_id", "integer", "room"),
-                    _query("scenario", "string", "scenario name"),
-                    limit,
-                ],
+                "list tasks, newest first, a page at a time (next_offset)",
+                {"200": _json(_ref("TaskList")), **_errors(400)},
+                parameters=tasks,
             ),
         },
         "/api/tasks/{task_id}": {
@@ -392,7 +254,7 @@ def _paths() -> dict[str, Schema]:
             "post": _op(
                 "cancelTask",
                 "cancel a task's pending events",
-                {"200": _json(_ref("Task")), **_errors(404, 409)},
+                {"200": _json(_ref("Task")), **_errors(400, 404, 409, 413)},
                 parameters=[task_id],
             ),
         },
@@ -400,32 +262,32 @@ def _paths() -> dict[str, Schema]:
             "get": _op(
                 "taskEvents",
                 "a task's planned and sent events",
-                {"200": _json(_list_of("events", _ref("TaskEvent"))), **_errors(404)},
-                parameters=[task_id],
+                {"200": _json(_ref("EventList")), **_errors(400, 404)},
+                parameters=[task_id, *_query_parameters(models.EventQuery)],
             ),
         },
         "/api/deliveries": {
             "get": _op(
                 "listDeliveries",
-                "callback attempt log, oldest first",
-                {"200": _json(_list_of("deliveries", _ref("Delivery"))), **_errors(400)},
-                parameters=[_query("task_id", "string", "only this task"), limit],
+                "callback attempt log: the newest matching page, oldest first (next_before)",
+                {"200": _json(_ref("DeliveryList")), **_errors(400)},
+                parameters=deliveries,
             ),
         },
         "/api/deliveries/{delivery_id}/redeliver": {
             "post": _op(
                 "redeliver",
                 "send a recorded payload again, re-signed",
-                {"200": _json(_ref("Delivery")), **_errors(404)},
-                parameters=[_path("delivery_id", "integer")],
+                {"200": _json(_ref("Delivery")), **_errors(400, 404, 413)},
+                parameters=[_id_path("delivery_id")],
             ),
         },
         "/api/events": {
             "post": _op(
                 "sendEvent",
                 "post an ad-hoc event at once",
-                {"200": _json(_ref("Delivery")), **_errors(400)},
-                requestBody=_body(_ref("EventInput")),
+                {"200": _json(_ref("Delivery")), **_errors(400, 413)},
+                requestBody=_body(_ref("EventCreate")),
             ),
         },
         "/api/clock": {"get": _op("getClock", "emulated clock", {"200": _json(_ref("Clock"))})},
@@ -433,28 +295,24 @@ def _paths() -> dict[str, Schema]:
             "post": _op(
                 "advanceClock",
                 "move the clock and fire what is due",
-                {"200": _json(_ref("Clock")), **_errors(400)},
-                requestBody=_body(
-                    _obj({"seconds": {"type": "number", "minimum": 0}}, required=("seconds",))
-                ),
+                {"200": _json(_ref("Clock")), **_errors(400, 413)},
+                requestBody=_body(_ref("ClockAdvance")),
             ),
         },
         "/api/scenarios": {
             "get": _op(
-                "listScenarios",
-                "the scenario catalogue",
-                {"200": _json(_list_of("scenarios", _ref("Scenario")))},
+                "listScenarios", "the scenario catalogue", {"200": _json(_ref("ScenarioList"))}
             ),
             "post": _op(
                 "addScenario",
                 "add or replace a user scenario",
-                {"201": _json(_ref("Scenario"), "created"), **_errors(400)},
-                requestBody=_body(_ref("Scenario")),
+                {"201": _json(_ref("Scenario"), "created"), **_errors(400, 413)},
+                requestBody=_body(_ref("ScenarioDocument")),
             ),
         },
         "/api/scenarios/schema": {
             "get": _op(
-                "scenarioSchema", "JSON Schema of scenario documents", {"200": _json(_ANY_OBJ)}
+                "scenarioSchema", "JSON Schema of scenario documents", {"200": _json(any_object)}
             ),
         },
         "/api/scenarios/{name}": {
@@ -472,14 +330,12 @@ def _paths() -> dict[str, Schema]:
             ),
         },
         "/api/rules": {
-            "get": _op(
-                "listRules", "scenario rules", {"200": _json(_list_of("rules", _ref("Rule")))}
-            ),
+            "get": _op("listRules", "scenario rules", {"200": _json(_ref("RuleList"))}),
             "post": _op(
                 "addRule",
                 "add a rule: tasks matching `match` get `scenario`",
-                {"201": _json(_ref("Rule"), "created"), **_errors(400, 404)},
-                requestBody=_body(_ref("RuleInput")),
+                {"201": _json(_ref("Rule"), "created"), **_errors(400, 404, 413)},
+                requestBody=_body(_ref("RuleCreate")),
             ),
         },
         "/api/rules/{rule_id}": {
@@ -487,19 +343,15 @@ def _paths() -> dict[str, Schema]:
                 "deleteRule",
                 "delete a rule",
                 {"204": {"description": "deleted"}, **_errors(404)},
-                parameters=[_path("rule_id", "integer")],
+                parameters=[_id_path("rule_id")],
             ),
         },
         "/api/cloud-calls": {
             "get": _op(
                 "listCloudCalls",
-                "cloud API call log, oldest first; secrets masked",
-                {"200": _json(_list_of("cloud_calls", _ref("CloudCall"))), **_errors(400)},
-                parameters=[
-                    _query("action", "string", "only this X-TC-Action"),
-                    _query("task_id", "string", "created or described task"),
-                    limit,
-                ],
+                "cloud API call log: the newest matching page, oldest first; secrets masked",
+                {"200": _json(_ref("CloudCallList")), **_errors(400)},
+                parameters=_query_parameters(models.CloudCallQuery),
             ),
         },
         "/api/reset": {
@@ -543,6 +395,6 @@ def create_openapi_blueprint() -> Blueprint:
 
     @bp.get("/api/openapi.json")
     def openapi_json() -> Response:
-        return jsonify(openapi_document())
+        return Response(parsing.encode(openapi_document()), mimetype="application/json")
 
     return bp
