@@ -1,13 +1,10 @@
-"""Why a callback attempt was or was not acknowledged, in words a backend developer can act on.
-
-The rule (SPEC section 2): an attempt is acknowledged only by HTTP 200, and with `strict_ack`
-only by HTTP 200 whose body is the legacy `{"error_code": 0}`. Anything else, a timeout or a
-connection error, is a failed attempt that the retry policy tries again.
-"""
+"""How the CLI words an attempt's outcome (the rule and its reasons live in emulator.core.ack)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from emulator.core.ack import reason_not_acknowledged
 
 BODY_WIDTH = 40
 
@@ -16,21 +13,7 @@ def not_acknowledged_reason(delivery: dict[str, Any]) -> str | None:
     """None for an acknowledged attempt, else the reason it did not count."""
     if delivery["ok"]:
         return None
-    status = delivery["status_code"]
-    if status is None:
-        return str(delivery["error"] or "no response")
-    if status == 200:
-        # Only strict_ack turns a 200 away; the engine says so in its own words.
-        return str(delivery["error"] or 'strict_ack: the body is not {"error_code": 0}')
-    if 200 < status < 300:
-        return f"{status} is not an acknowledgement: only HTTP 200 counts"
-    if 300 <= status < 400:
-        return f"{status} redirect: not followed; only HTTP 200 counts"
-    if status in (401, 403):
-        return f"{status}: the backend refused the callback"
-    if 400 <= status < 500:
-        return f"{status}: the backend rejected the request"
-    return f"{status}: the backend failed (server error)"
+    return delivery["error"] or reason_not_acknowledged(delivery["status_code"], None)
 
 
 def one_line(text: str | None, width: int = BODY_WIDTH) -> str:

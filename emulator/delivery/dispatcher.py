@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
 from emulator.core import payloads
+from emulator.core.ack import acknowledged, reason_not_acknowledged
 from emulator.core.clock import ClockMode, EmulatedClock
 from emulator.core.config import RuntimeConfig
 from emulator.delivery.scheduler import Outgoing, Scheduler, Wave
@@ -27,7 +27,6 @@ from emulator.store.base import Row, Store
 # JSON is UTF-8 by definition (RFC 8259); SPEC section 2 names the bare media type.
 HEADERS = {"Content-Type": "application/json", "User-Agent": "tiw-emulator"}
 NO_URL = "no callback URL configured: set callback_url in /api/config or on the task"
-NOT_ACKNOWLEDGED = 'strict_ack: response body is not {"error_code": 0}'
 
 Queue = deque[tuple[Outgoing, Wave | None]]
 
@@ -149,12 +148,8 @@ class Dispatcher:
             else:
                 result = await self._transports.post(url, body, timeout_s=cfg.timeout_s)
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        ok = result.status_code == 200 and (
-            not cfg.strict_ack or _acknowledged(result.response_body)
-        )
-        error = result.error
-        if result.status_code == 200 and not ok:
-            error = NOT_ACKNOWLEDGED
+        ok = acknowledged(result.status_code, result.response_body, strict=cfg.strict_ack)
+        error = None if ok else reason_not_acknowledged(result.status_code, result.error)
         if epoch != self.epoch:
             return None
         attempt: Row = {
@@ -207,10 +202,3 @@ def request_headers(url: str | None, length: int) -> dict[str, str]:
     """The headers an attempt sends, as the attempt log shows them."""
     host = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
     return {"Host": host, **HEADERS, "Content-Length": str(length)}
-
-
-def _acknowledged(response: str | None) -> bool:
-    try:
-        return bool(json.loads(response or "").get("error_code") == 0)
-    except (ValueError, AttributeError):
-        return False
