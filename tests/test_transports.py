@@ -401,8 +401,18 @@ def test_a_refused_connection_names_the_backend(side: Side) -> None:
     assert got.error == f"cannot connect to 127.0.0.1:{port}: connection refused"
 
 
-def test_a_malformed_response_is_named(side: Side) -> None:
-    got = run_one(side, answer(b"HTTX/1.1 200 OK\r\n\r\n", keep=False))
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTX/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nabcde\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdefgh\r\n0\r\n\r\n",
+    ],
+    ids=["status-line", "content-length", "chunk-size", "chunk-end"],
+)
+def test_a_malformed_response_is_named(side: Side, raw: bytes) -> None:
+    got = run_one(side, answer(raw, keep=False))
     assert got.status_code is None and got.error and got.error.startswith("malformed response: ")
 
 

@@ -62,6 +62,7 @@ def _os_reason(exc: OSError) -> str:
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PATH_SAFE = "/%!$&'()*+,;=:@"  # RFC 3986 pchar; quote() keeps letters, digits and -._~
 _QUERY_SAFE = _PATH_SAFE + "?"
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
 
 
@@ -248,10 +249,10 @@ class _Conn(asyncio.Protocol):
                         self._finish(keep=True)
                         return
                     continue
-                try:
-                    self.remaining = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise malformed(f"bad chunk size {line[:40]!r}") from None
+                size = line.split(b";", 1)[0].strip()
+                if not _HEX.fullmatch(size):
+                    raise malformed(f"bad chunk size {line[:40].decode('latin-1')!r}")
+                self.remaining = int(size, 16)
                 self.phase = _CHUNK_DATA if self.remaining else _TRAILERS
             elif phase == _CHUNK_DATA:
                 if not self._take(self.remaining):
@@ -275,7 +276,7 @@ class _Conn(asyncio.Protocol):
         lines = raw.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/") or not code.isdigit() or rest[3:4] not in ("", " "):
+        if not (version.startswith("HTTP/") and _digits(code) and rest[3:4] in ("", " ")):
             raise malformed(f"bad status line {lines[0][:80]!r}")
         status = int(code)
         if 100 <= status < 200 and status != 101:
@@ -295,13 +296,17 @@ class _Conn(asyncio.Protocol):
             self.phase = _CHUNK_SIZE
         elif "content-length" in headers:
             length = headers["content-length"]
-            if not length.isdigit():
+            if not _digits(length):
                 raise malformed(f"bad Content-Length {length[:40]!r}")
             self.remaining = int(length)
             self.phase = _LENGTH if self.remaining else _NO_BODY
         else:
             self.keep = False
             self.phase = _UNTIL_EOF
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # isdigit() alone takes "²"
 
 
 # -- the transport -------------------------------------------------------------------------------
@@ -316,7 +321,7 @@ class HttpTransport:
         self._header_source: Mapping[str, str] | None = None
         self._header_block = b""
 
-    def _head(self, url: str, headers: Mapping[str, str]) -> tuple[str, int, bytes]:
+    def _request_head(self, url: str, headers: Mapping[str, str]) -> tuple[str, int, bytes]:
         """(host, port, request line + Host + headers) for `url`, cached per URL."""
         if headers is not self._header_source:
             self._header_source = headers
@@ -342,7 +347,7 @@ class HttpTransport:
         self, url: str, body: bytes, headers: Mapping[str, str]
     ) -> tuple[int, bytes, dict[str, str]]:
         """Send one POST; raises SendError. The caller applies the timeout."""
-        host, port, head = self._head(url, headers)
+        host, port, head = self._request_head(url, headers)
         key = (host, port)
         request = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         idle = self._idle.get(key)

@@ -12,6 +12,7 @@ its connection is dropped rather than drained.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -212,12 +213,15 @@ def _describe(exc: aiohttp.ClientError, host: str, port: int) -> SendError:
         return SendError(f"TLS error from {host}:{port}: {exc.certificate_error}")
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
         return SendError(f"TLS error from {host}:{port}: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):  # its os_error has no errno to go by
+        return connect_failed(host, port, socket.gaierror(socket.EAI_NONAME, str(exc.os_error)))
     if isinstance(exc, aiohttp.ClientConnectorError):
         return connect_failed(host, port, exc.os_error)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
         return SendError(CLOSED_EARLY)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return malformed(exc.message or type(exc).__name__)
+        detail = str(exc.message).split("\n", 1)[0].rstrip(": ")  # its next lines quote bytes
+        return malformed(detail[:1].lower() + detail[1:] or type(exc).__name__)
     if isinstance(exc, aiohttp.InvalidURL):
         return bad_url(str(exc))
     return SendError(f"{type(exc).__name__}: {exc}")
