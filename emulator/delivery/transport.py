@@ -76,6 +76,8 @@ class Transports:
         )
 
     def _pick(self, url: str) -> Transport:
+        if url.startswith("http://"):
+            return self._http
         scheme = url[:8].lower()
         if scheme.startswith("http://"):
             return self._http
