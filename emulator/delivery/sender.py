@@ -148,7 +148,7 @@ class _Conn(asyncio.Protocol):
     def expect_response(self) -> asyncio.Future[Response]:
         self.got_data = False
         self.phase = _HEAD
-        self.body = bytearray()
+        self.body = b""
         self.waiter = asyncio.get_running_loop().create_future()
         return self.waiter
 
@@ -201,7 +201,8 @@ class _Conn(asyncio.Protocol):
     def _take(self, count: int) -> bool:
         """Move up to `count` buffered body bytes into the body; False once past the cap."""
         buf, body = self.buf, self.body
-        assert isinstance(body, bytearray)
+        if not isinstance(body, bytearray):
+            body = self.body = bytearray(body)
         take = min(count, len(buf))
         room = self.cap - len(body)
         if take > room:  # past the cap: keep what fits, drop the connection, read no more
@@ -276,7 +277,8 @@ class _Conn(asyncio.Protocol):
         lines = raw.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not (version.startswith("HTTP/") and _digits(code) and rest[3:4] in ("", " ")):
+        # rest[3:4] in " ": the code ends the line or a space follows it
+        if not (version[:5] == "HTTP/" and code.isdigit() and code.isascii() and rest[3:4] in " "):
             raise malformed(f"bad status line {lines[0][:80]!r}")
         status = int(code)
         if 100 <= status < 200 and status != 101:
