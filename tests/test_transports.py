@@ -171,6 +171,16 @@ def test_both_transports_send_the_same_request(side: Side) -> None:
     assert body == BODY and headers["content-length"] == str(len(BODY))
 
 
+def test_proxy_settings_in_the_environment_are_ignored(
+    side: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert run_one(side, answer(OK)).status_code == 200
+
+
 @pytest.mark.parametrize("interim", ["100 Continue", "103 Early Hints"])
 def test_interim_replies_are_not_the_answer(side: Side, interim: str) -> None:
     raw = f"HTTP/1.1 {interim}\r\nLink: </style.css>; rel=preload\r\n\r\n".encode() + OK
