@@ -113,10 +113,18 @@ class Backend:
 
 
 async def post_all(
-    side: Side, backend: Backend, count: int, path: str = "/cb", **options: float
+    side: Side,
+    backend: Backend,
+    count: int,
+    path: str = "/cb",
+    *,
+    timeout_s: float = 5.0,
+    max_response_bytes: int = 65536,
 ) -> list[AttemptResult]:
-    timeout_s = options.pop("timeout_s", 5.0)
-    transports = Transports(HEADERS, ssl_context=side.client_ssl, **options)  # type: ignore[arg-type]
+    """`count` POSTs one after another through one Transports (so keep-alive can reuse)."""
+    transports = Transports(
+        HEADERS, max_response_bytes=max_response_bytes, ssl_context=side.client_ssl
+    )
     try:
         return [
             await transports.post(backend.url(path), BODY, timeout_s=timeout_s)
@@ -126,10 +134,10 @@ async def post_all(
         await transports.close()
 
 
-def run_one(side: Side, *replies: Reply, path: str = "/cb", **options: float) -> AttemptResult:
+def run_one(side: Side, *replies: Reply, timeout_s: float = 5.0) -> AttemptResult:
     async def scenario() -> AttemptResult:
         async with Backend(side, list(replies)) as backend:
-            return (await post_all(side, backend, 1, path, **options))[0]
+            return (await post_all(side, backend, 1, timeout_s=timeout_s))[0]
 
     return asyncio.run(scenario())
 

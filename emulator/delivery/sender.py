@@ -44,7 +44,7 @@ def bad_url(detail: str) -> SendError:
 
 
 def _os_reason(exc: OSError) -> str:
-    """ "connection refused", "name not resolved", ...: the same words whoever raised `exc`."""
+    """The reason in the same words whoever raised `exc`: "connection refused", ..."""
     if isinstance(exc, socket.gaierror):
         return "name not resolved"
     if isinstance(exc, ConnectionRefusedError):
@@ -112,7 +112,7 @@ def parse_url(url: str) -> Target:
     return Target(
         scheme=scheme,
         host=host,
-        port=port or (443 if scheme == "https" else 80),
+        port=(443 if scheme == "https" else 80) if port is None else port,
         authority=shown if port is None else f"{shown}:{port}",
         path=path,
     )
