@@ -1,47 +1,178 @@
-"""A lean asyncio HTTP/1.1 POST client with keep-alive connection pools, for plain-http callbacks.
+"""The lean HTTP/1.1 transport for http:// callbacks, and the URL and failure wording both share.
 
 aiohttp costs about twice the CPU per request on the delivery hot path (measured in
-docs/benchmarks.md); callbacks need only POST with a Content-Length body, a status, and a
-response body to log. HTTPS URLs still go through aiohttp (see engine.py).
+docs/benchmarks.md); a callback needs only a POST with a Content-Length body, the final status,
+the response headers and at most `max_response_bytes` of the body to log. So http:// goes
+through `HttpTransport`: keep-alive pools per host:port and a response parser that consumes
+bytes as they arrive, never holding more than the cap, and drops the connection (rather than
+draining it) once a body passes the cap. https:// goes through aiohttp (transport.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
-MAX_RESPONSE = 1 << 20  # bodies beyond this are not read; the connection is dropped instead
+MAX_HEAD = 65536  # status line and headers of one response
+MAX_LINE = 4096  # one chunk-size or trailer line
+
+CLOSED_EARLY = "connection closed by the backend before the response was complete"
 
 
 class SendError(Exception):
-    """The request could not be completed (connect failure, reset, malformed response)."""
+    """An attempt failed; the message is what the attempt log records.
+
+    Both transports word their failures with the helpers below (the timeout's is in transport.py).
+    """
+
+
+def connect_failed(host: str, port: int, exc: OSError) -> SendError:
+    return SendError(f"cannot connect to {host}:{port}: {_os_reason(exc)}")
+
+
+def malformed(detail: str) -> SendError:
+    return SendError(f"malformed response: {detail}")
+
+
+def bad_url(detail: str) -> SendError:
+    return SendError(f"bad URL: {detail}")
+
+
+def _os_reason(exc: OSError) -> str:
+    """The reason in the same words whoever raised `exc`: "connection refused", ..."""
+    if isinstance(exc, socket.gaierror):
+        return "name not resolved"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    # asyncio's "Multiple exceptions: [Errno 111] ..., [Errno 111] ..." (one per address)
+    errnos = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
+    if len(errnos) == 1:
+        return os.strerror(int(errnos.pop())).lower()
+    return str(exc) or type(exc).__name__
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PATH_SAFE = "/%!$&'()*+,;=:@"  # RFC 3986 pchar; quote() keeps letters, digits and -._~
+_QUERY_SAFE = _PATH_SAFE + "?"
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
+
+
+def _encode(part: str, safe: str) -> str:
+    """Percent-encode what may not appear raw (a space, non-ASCII as UTF-8); keep %XX as is."""
+    return quote(_LONE_PERCENT.sub("%25", part), safe=safe)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a callback URL points: the connection to open and the request line's parts."""
+
+    scheme: str
+    host: str  # for connecting: IDNA-encoded name or bare IP address
+    port: int
+    authority: str  # the Host header: host, [v6] and an explicit port; never user:password
+    path: str  # the request target, percent-encoded, without the fragment
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.path}"
+
+
+def parse_url(url: str) -> Target:
+    """Validate and encode `url`; raises SendError("bad URL: ...") naming what is wrong."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL", ...
+        raise bad_url(str(exc).lower()) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise bad_url("the scheme must be http or https")
+    name = parts.hostname or ""
+    if not name:
+        raise bad_url("no host")
+    try:
+        host = name if name.isascii() else name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise bad_url("the host name cannot be encoded (IDNA)") from None
+    if not _HOST_CHARS.fullmatch(host):
+        raise bad_url("the host contains characters a host name cannot have")
+    shown = f"[{host}]" if ":" in host else host
+    path = _encode(parts.path or "/", _PATH_SAFE)
+    if parts.query:
+        path += "?" + _encode(parts.query, _QUERY_SAFE)
+    return Target(
+        scheme=scheme,
+        host=host,
+        port=(443 if scheme == "https" else 80) if port is None else port,
+        authority=shown if port is None else f"{shown}:{port}",
+        path=path,
+    )
+
+
+# -- the response parser ---------------------------------------------------------------------------
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_EOF, _NO_BODY = range(8)
+
+Response = tuple[int, bytes, dict[str, str], bool]  # status, body, headers, connection reusable
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection; parses one response at a time."""
+    """One keep-alive connection; parses one response at a time, as its bytes arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
         self.got_data = False
+        self.phase = _HEAD
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.keep = False
+        self.body: bytearray | bytes = bytearray()
+        self.remaining = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    def expect_response(self) -> asyncio.Future[Response]:
+        self.got_data = False
+        self.phase = _HEAD
+        self.body = b""
+        self.waiter = asyncio.get_running_loop().create_future()
+        return self.waiter
+
     def data_received(self, data: bytes) -> None:
         self.got_data = True
-        self.buf += data
-        if self.waiter is not None and not self.waiter.done():
-            try:
-                parsed = _parse(self.buf, eof=False)
-            except SendError as exc:
-                self.waiter.set_exception(exc)
-                return
-            if parsed is not None:
-                self.waiter.set_result(parsed)
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            self.close()  # bytes nobody asked for: the connection is out of step
+            return
+        try:
+            if self.phase == _HEAD and not self.buf:
+                end = data.find(b"\r\n\r\n")
+                if end >= 0:
+                    self._head(data[:end])
+                    data = data[end + 4 :]
+                    if self.phase == _LENGTH and len(data) == self.remaining <= self.cap:
+                        self.body = data  # the usual case: a whole response in one read
+                        self._finish(keep=True)
+                        return
+            self.buf += data
+            self._feed()
+        except SendError as exc:
+            waiter.set_exception(exc)
+            self.close()
 
     def eof_received(self) -> bool | None:
         return False  # close the transport; connection_lost settles the waiter
@@ -50,118 +181,178 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            try:
-                parsed = _parse(self.buf, eof=True)
-            except SendError as err:
-                waiter.set_exception(err)
-                return
-            if parsed is not None:
-                waiter.set_result(parsed)
+            if self.phase == _UNTIL_EOF:  # a body delimited by the end of the connection
+                self._finish(keep=False)
             else:
-                waiter.set_exception(SendError("server closed the connection without a response"))
+                waiter.set_exception(SendError(CLOSED_EARLY))
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
+    def _finish(self, keep: bool) -> None:
+        assert self.waiter is not None
+        reusable = keep and self.keep and not self.buf and not self.closed
+        self.waiter.set_result((self.status, bytes(self.body), self.headers, reusable))
+        if not reusable:
+            self.close()
 
-def _parse(buf: bytearray, *, eof: bool) -> tuple[int, bytes, bool] | None:
-    """(status, body, keep_alive) once `buf` holds a whole response, else None."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buf) > 65536:
-            raise SendError("response header too large")
-        return None
-    head = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    parts = head[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise SendError(f"malformed status line {head[0][:80]!r}")
-    status = int(parts[1])
-    headers = {}
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    keep = parts[0] == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    start = end + 4
-    if status in (204, 304) or 100 <= status < 200:
-        del buf[:start]
-        return status, b"", keep
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return _chunked(buf, start, status, keep)
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise SendError(f"bad Content-Length {length[:40]!r}")
-        size = int(length)
-        if size > MAX_RESPONSE:
-            raise SendError(f"response body of {size} bytes is too large")
-        if len(buf) - start < size:
-            return None
-        body = bytes(buf[start : start + size])
-        del buf[: start + size]
-        return status, body, keep
-    if not eof:  # body delimited by the end of the connection
-        if len(buf) - start > MAX_RESPONSE:
-            raise SendError("response body too large")
-        return None
-    return status, bytes(buf[start:]), False
+    def _take(self, count: int) -> bool:
+        """Move up to `count` buffered body bytes into the body; False once past the cap."""
+        buf, body = self.buf, self.body
+        if not isinstance(body, bytearray):
+            body = self.body = bytearray(body)
+        take = min(count, len(buf))
+        room = self.cap - len(body)
+        if take > room:  # past the cap: keep what fits, drop the connection, read no more
+            body += buf[:room]
+            buf.clear()
+            self._finish(keep=False)
+            return False
+        body += buf[:take]
+        del buf[:take]
+        self.remaining -= take
+        return True
+
+    def _feed(self) -> None:
+        buf = self.buf
+        while True:
+            phase = self.phase
+            if phase == _HEAD:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise malformed(f"headers longer than {MAX_HEAD} bytes")
+                    return
+                self._head(bytes(buf[:end]))  # an interim 1xx leaves the phase at _HEAD
+                del buf[: end + 4]
+            elif phase == _NO_BODY:
+                self._finish(keep=True)
+                return
+            elif phase == _LENGTH:
+                if not self._take(self.remaining):
+                    return
+                if self.remaining:
+                    return
+                self._finish(keep=True)
+                return
+            elif phase in (_CHUNK_SIZE, _TRAILERS):
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_LINE:
+                        raise malformed("a chunk-size or trailer line is too long")
+                    return
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                if phase == _TRAILERS:
+                    if not line:
+                        self._finish(keep=True)
+                        return
+                    continue
+                size = line.split(b";", 1)[0].strip()
+                if not _HEX.fullmatch(size):
+                    raise malformed(f"bad chunk size {line[:40].decode('latin-1')!r}")
+                self.remaining = int(size, 16)
+                self.phase = _CHUNK_DATA if self.remaining else _TRAILERS
+            elif phase == _CHUNK_DATA:
+                if not self._take(self.remaining):
+                    return
+                if self.remaining:
+                    return
+                self.phase = _CHUNK_END
+            elif phase == _CHUNK_END:
+                if len(buf) < 2:
+                    return
+                if buf[:2] != b"\r\n":
+                    raise malformed("a chunk is longer than its size")
+                del buf[:2]
+                self.phase = _CHUNK_SIZE
+            else:  # _UNTIL_EOF
+                self._take(len(buf))
+                return
+
+    def _head(self, raw: bytes) -> None:
+        """Read a status line and headers; set the phase that reads the body."""
+        lines = raw.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code = rest[:3]
+        # rest[3:4] in " ": the code ends the line or a space follows it
+        if not (version[:5] == "HTTP/" and code.isdigit() and code.isascii() and rest[3:4] in " "):
+            raise malformed(f"bad status line {lines[0][:80]!r}")
+        status = int(code)
+        if 100 <= status < 200 and status != 101:
+            return  # interim (100 Continue, 103 Early Hints): not the answer
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise malformed(f"bad header line {line[:80]!r}")
+            name, value = name.strip().lower(), value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self.status, self.headers = status, headers
+        self.keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if status in (101, 204, 304):
+            self.phase = _NO_BODY
+        elif headers.get("transfer-encoding", "").lower().endswith("chunked"):
+            self.phase = _CHUNK_SIZE
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not _digits(length):
+                raise malformed(f"bad Content-Length {length[:40]!r}")
+            self.remaining = int(length)
+            self.phase = _LENGTH if self.remaining else _NO_BODY
+        else:
+            self.keep = False
+            self.phase = _UNTIL_EOF
 
 
-def _chunked(buf: bytearray, pos: int, status: int, keep: bool) -> tuple[int, bytes, bool] | None:
-    body = bytearray()
-    while True:
-        line_end = buf.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        size_text = bytes(buf[pos:line_end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise SendError("malformed chunked body") from None
-        if size == 0:
-            rest = bytes(buf[line_end + 2 :])
-            if not rest.startswith(b"\r\n") and b"\r\n\r\n" not in rest:
-                return None  # trailers not complete yet
-            del buf[:]
-            return status, bytes(body), keep
-        if len(buf) < line_end + 2 + size + 2:
-            return None
-        body += buf[line_end + 2 : line_end + 2 + size]
-        if len(body) > MAX_RESPONSE:
-            raise SendError("response body too large")
-        pos = line_end + 2 + size + 2
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # isdigit() alone takes "²"
 
 
-class Sender:
-    """POSTs over pooled keep-alive connections, one idle list per host:port."""
+# -- the transport -------------------------------------------------------------------------------
+class HttpTransport:
+    """POSTs over pooled keep-alive connections, one idle list per host:port (http:// only)."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
-        self._headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    def __init__(self, *, connections_per_backend: int = 64, max_response_bytes: int = 65536):
+        self._max_idle = connections_per_backend
+        self._cap = max_response_bytes
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
-        self._targets: dict[str, tuple[str, int, bytes]] = {}
+        self._heads: dict[str, tuple[str, int, bytes]] = {}
+        self._header_source: Mapping[str, str] | None = None
+        self._header_block = b""
 
-    def _target(self, url: str) -> tuple[str, int, bytes]:
-        target = self._targets.get(url)
-        if target is None:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            port = parts.port or 80
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            netloc = parts.netloc.rsplit("@", 1)[-1]
-            head = f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n{self._headers}"
-            target = (host, port, head.encode("latin-1"))
-            if len(self._targets) > 10_000:
-                self._targets.clear()
-            self._targets[url] = target
-        return target
+    def _request_head(self, url: str, headers: Mapping[str, str]) -> tuple[str, int, bytes]:
+        """(host, port, request line + Host + headers) for `url`, cached per URL."""
+        if headers is not self._header_source:
+            self._header_source = headers
+            self._header_block = "".join(
+                f"{name}: {value}\r\n"
+                for name, value in headers.items()
+                if name.lower() not in ("host", "content-length", "transfer-encoding")
+            ).encode("latin-1")
+            self._heads.clear()
+        head = self._heads.get(url)
+        if head is None:
+            target = parse_url(url)
+            if target.scheme != "http":
+                raise bad_url("the lean transport sends http:// only")
+            line = f"POST {target.path} HTTP/1.1\r\nHost: {target.authority}\r\n"
+            head = (target.host, target.port, line.encode("ascii") + self._header_block)
+            if len(self._heads) > 10_000:
+                self._heads.clear()
+            self._heads[url] = head
+        return head
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
-        """Send one POST; raises SendError or OSError. The caller applies the timeout."""
-        host, port, head = self._target(url)
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Send one POST; raises SendError. The caller applies the timeout."""
+        host, port, head = self._request_head(url, headers)
         key = (host, port)
         request = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-        idle = self._idle.setdefault(key, [])
+        idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if conn.closed or conn.buf:
@@ -172,39 +363,43 @@ class Sender:
             except SendError:
                 if conn.got_data:
                     raise
-                # The server dropped an idle keep-alive connection before reading: retry once
+                # The backend dropped an idle keep-alive connection before reading: retry once
                 # on a fresh connection (nothing was answered, so nothing was processed).
                 break
-        loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(_Conn, host, port)
+            _, conn = await asyncio.get_running_loop().create_connection(
+                lambda: _Conn(self._cap), host, port
+            )
         except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise SendError(f"cannot Connect to {host}:{port}: {reason}") from None
+            raise connect_failed(host, port, exc) from None
         return await self._exchange(conn, request, key)
 
     async def _exchange(
         self, conn: _Conn, request: bytes, key: tuple[str, int]
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, dict[str, str]]:
         assert conn.transport is not None
-        conn.got_data = False
-        waiter = conn.waiter = asyncio.get_running_loop().create_future()
+        waiter = conn.expect_response()
         conn.transport.write(request)
         try:
-            status, body, keep = await waiter
+            status, body, headers, reusable = await waiter
         except BaseException:
             conn.close()  # a cancelled or failed exchange leaves the connection unusable
             raise
         finally:
             conn.waiter = None
-        if keep and not conn.closed and not conn.buf:
-            self._idle.setdefault(key, []).append(conn)
-        else:
-            conn.close()
-        return status, body
+        if reusable:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._max_idle:
+                idle.append(conn)
+            else:
+                conn.close()
+        return status, body, headers
 
-    def close(self) -> None:
+    def close_idle(self) -> None:
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
         self._idle.clear()
+
+    async def close(self) -> None:
+        self.close_idle()
