@@ -9,8 +9,10 @@ stats reports, so the master's summary covers every worker.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -21,6 +23,7 @@ import gevent
 from gevent.event import AsyncResult, Event
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from emulator.load import plan, summary
 
@@ -225,6 +228,9 @@ class Coordinator:
             return
         result = summary.from_locust(environment.stats, self.counters, self.by_worker)
         result["target"] = environment.host
+        prefix = str(self.option("csv_prefix") or "")
+        if prefix:
+            write_final_csv(environment, prefix)
         path = str(self.option("summary_file") or "")
         if path:
             Path(path).write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -246,3 +252,22 @@ class Coordinator:
             }
             sys.stderr.write(PROGRESS_PREFIX + json.dumps(line) + "\n")
             sys.stderr.flush()
+
+
+def write_final_csv(environment: Environment, prefix: str) -> None:
+    """Rewrite Locust's CSV files with the final figures.
+
+    Locust's CSV writer refreshes them once a second and stops when the run ends, so without
+    this a short run leaves them empty and a long one a second stale. Each file is replaced
+    (written aside, then renamed), so the writer's still-open handle cannot overwrite it.
+    """
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (
+        ("_stats.csv", writer.requests_csv),
+        ("_failures.csv", writer.failures_csv),
+        ("_exceptions.csv", writer.exceptions_csv),
+    ):
+        aside = f"{prefix}{suffix}.final"
+        with open(aside, "w", newline="", encoding="utf-8") as f:
+            write(csv.writer(f))
+        os.replace(aside, f"{prefix}{suffix}")
