@@ -82,6 +82,24 @@ def test_a_run_plays_the_mix_signed_and_reports(tmp_path: Path, receiver: Receiv
     } <= names
 
 
+def test_a_timed_run_at_a_fixed_pace_counts_every_callback_sent(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    run = load(
+        tmp_path,
+        *("--callback-url", receiver.url, "--users", "5", "--spawn-rate", "5"),
+        *("--run-time", "3s", "--rate", "40", "--mix", "success"),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = summary_of(tmp_path)
+    # Stopping lets a callback in flight finish, so the count is exact even mid-task.
+    assert result["callbacks_sent"] == receiver.count > 10
+    assert receiver.count <= 40 * 3 * 1.5  # paced, not flat out
+    assert result["tasks_cut_short"] > 0
+    progress = [line for line in run.stdout.splitlines() if " users " in line]
+    assert progress and "callbacks" in progress[0]  # the live line (one per 5 s off a terminal)
+
+
 def test_backend_failures_fail_the_run_with_their_reasons(
     tmp_path: Path, receiver: Receiver
 ) -> None:
