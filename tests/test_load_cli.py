@@ -116,7 +116,7 @@ def test_backend_failures_fail_the_run_with_their_reasons(
         tmp_path,
         *("--callback-url", receiver.url, "--callback-key", KEY, "--mix", "success"),
         *("--users", "3", "--spawn-rate", "3", "--tasks", "6", "--speed", "max"),
-        *("--timeout", "0.5"),
+        *("--timeout", "1"),
     )
     assert run.returncode == 1, run.stdout + run.stderr
     result = summary_of(tmp_path)

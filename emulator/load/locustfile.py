@@ -152,6 +152,7 @@ class RecordingTaskUser(FastHttpUser):
             headers=self.headers,
             name=callback.name,
             catch_response=True,
+            allow_redirects=False,  # as the emulator: a redirect is an answer, not an ack
         ) as response:
             self.coordinator.callback_sent()
             reason = _failure(response, must_refuse=callback.must_refuse)
