@@ -11,6 +11,7 @@ Every figure is measured against the same fast local receiver (`bench.recv`, its
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -49,8 +50,16 @@ def _load_args(recv: RecvProc, summary: Path, *extra: str) -> list[str]:
     ]
 
 
-def _finish(recv: RecvProc, summary: Path, procs: list[subprocess.Popen[str]]) -> dict[str, Any]:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _finish(
+    recv: RecvProc, summary: Path, procs: list[subprocess.Popen[str]], cpu_before: float
+) -> dict[str, Any]:
     outputs = [p.communicate(timeout=300)[0] for p in procs]
+    cpu_s = _children_cpu_s() - cpu_before  # the Locust processes just waited for
     if procs[0].returncode != 0 or not summary.exists():
         raise RuntimeError(f"load run failed (exit {procs[0].returncode}): {outputs[0][-2000:]}")
     result: dict[str, Any] = json.loads(summary.read_text())
@@ -63,6 +72,9 @@ def _finish(recv: RecvProc, summary: Path, procs: list[subprocess.Popen[str]]) -
         "rate": stats["count"] / span if span > 0 else None,
         "latency_ms": result["latency_ms"],
         "workers": len(result["by_worker"]),
+        # CPU of the Locust processes per callback: unlike the rate, not diluted by other
+        # work on the machine.
+        "cpu_ms_per_callback": cpu_s * 1000 / stats["count"] if stats["count"] else None,
     }
 
 
@@ -72,8 +84,9 @@ def flat_out(recv: RecvProc, tasks: int, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tiw-bench-load-") as tmp:
         summary = Path(tmp) / "summary.json"
         args = _load_args(recv, summary, "--tasks", str(tasks), "--speed", "max", "-t", "300s")
+        cpu = _children_cpu_s()
         if workers == 0:
-            return _finish(recv, summary, [_locust(*args)])
+            return _finish(recv, summary, [_locust(*args)], cpu)
         port = str(_free_port())
         master = _locust(
             *args,
@@ -84,7 +97,7 @@ def flat_out(recv: RecvProc, tasks: int, workers: int) -> dict[str, Any]:
             _locust("--worker", "--master-host", "127.0.0.1", "--master-port", port)
             for _ in range(workers)
         ]
-        return _finish(recv, summary, [master, *helpers])
+        return _finish(recv, summary, [master, *helpers], cpu)
 
 
 def fixed_pace(recv: RecvProc, seconds: float) -> dict[str, Any]:
@@ -94,9 +107,15 @@ def fixed_pace(recv: RecvProc, seconds: float) -> dict[str, Any]:
         summary = Path(tmp) / "summary.json"
         per_user = f"{FIXED_RATE / USERS:g}"
         args = _load_args(recv, summary, "--user-rate", per_user, "-t", f"{seconds:g}s")
-        result = _finish(recv, summary, [_locust(*args)])
+        result = _finish(recv, summary, [_locust(*args)], _children_cpu_s())
     result["target_rate"] = FIXED_RATE
     return result
+
+
+def _said(progress: Progress, result: dict[str, Any]) -> None:
+    progress(
+        f"    {result['rate']:,.0f} callbacks/s, {result['cpu_ms_per_callback']:.2f} ms CPU each"
+    )
 
 
 def run(recv: RecvProc, scale: float, progress: Progress) -> dict[str, Any]:
@@ -104,10 +123,10 @@ def run(recv: RecvProc, scale: float, progress: Progress) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": tasks, "users": USERS}
     progress(f"  one load process, {tasks:,} tasks flat out")
     out["one"] = flat_out(recv, tasks, workers=0)
-    progress(f"    {out['one']['rate']:,.0f} callbacks/s")
+    _said(progress, out["one"])
     progress(f"  master + two workers, {tasks * 2:,} tasks flat out")
     out["two"] = flat_out(recv, tasks * 2, workers=2)
-    progress(f"    {out['two']['rate']:,.0f} callbacks/s")
+    _said(progress, out["two"])
     seconds = 4.0 if scale < 1 else 10.0
     progress(f"  fixed pace {FIXED_RATE:g} callbacks/s for {seconds:g} s")
     out["paced"] = fixed_pace(recv, seconds)
