@@ -40,7 +40,16 @@ def _on_init(environment: Environment, **_: Any) -> None:
     _state["catalogue"] = plan.builtin_catalogue()
     if isinstance(environment.runner, WorkerRunner):
         return  # a worker gets the host and options from its master when the test starts
-    if environment.parsed_options is not None and environment.parsed_options.headless:
+    opts: Any = environment.parsed_options
+    if opts is None:
+        return
+    # Let a callback in flight finish when the run stops, so nothing sent goes uncounted.
+    try:
+        timeout = float(opts.timeout)
+    except ValueError:
+        raise SystemExit(f"tiw-emulator load: --timeout {opts.timeout!r} is not a number") from None
+    environment.stop_timeout = max(environment.stop_timeout or 0.0, timeout + 1.0)
+    if opts.headless:
         if not environment.host:
             raise SystemExit("tiw-emulator load: --host must be the backend's callback URL")
         # Fail before any user starts, with the same messages `tiw-emulator load` gives.
@@ -49,9 +58,18 @@ def _on_init(environment: Environment, **_: Any) -> None:
             _settings(environment)
         except (ValueError, EmulatorError) as err:
             raise SystemExit(f"tiw-emulator load: {err}") from None
-        # Let a callback in flight finish when the run stops, so nothing sent goes uncounted.
-        timeout = float(environment.parsed_options.timeout)
-        environment.stop_timeout = max(environment.stop_timeout or 0.0, timeout + 1.0)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    """In the web UI the host can change per run: say where each run's load goes."""
+    opts = environment.parsed_options
+    if isinstance(environment.runner, WorkerRunner) or opts is None or opts.headless:
+        return  # a headless run said it at start-up
+    try:
+        logger.info("tiw-emulator %s", _check_target(environment))
+    except (ValueError, EmulatorError) as err:
+        logger.error("tiw-emulator load: %s (no user will send)", err)
 
 
 def _check_target(environment: Environment) -> str:
