@@ -99,6 +99,7 @@ class RecordingTaskUser(FastHttpUser):
     then the next, until the run ends."""
 
     wait_time = constant(0)
+    insecure = False  # an https:// backend's certificate is verified (Locust's default is not to)
 
     def __init__(self, environment: Environment) -> None:
         timeout = float(getattr(environment.parsed_options, "timeout", 10) or 10)
