@@ -100,6 +100,24 @@ def test_a_timed_run_at_a_fixed_pace_counts_every_callback_sent(
     assert progress and "callbacks" in progress[0]  # the live line (one per 5 s off a terminal)
 
 
+def test_the_speed_factor_spreads_a_task_over_its_timeline(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # A success task processes a 1200-3600 s class for 1.1x its length: at x1000, the progress
+    # events (from about 20 %) to Finished (100 %) span at least ~1 s of wall time.
+    run = load(
+        tmp_path,
+        *("--callback-url", receiver.url, "--users", "2", "--spawn-rate", "2"),
+        *("--tasks", "2", "--speed", "1000", "--mix", "success"),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    arrivals: dict[str, list[float]] = {}
+    for r in receiver.received:
+        arrivals.setdefault(r.json["EventData"]["TaskId"], []).append(r.received_at)
+    assert len(arrivals) == 2
+    assert all(times[-1] - times[0] > 0.7 for times in arrivals.values())
+
+
 def test_backend_failures_fail_the_run_with_their_reasons(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 
 import pytest
 
@@ -173,3 +174,9 @@ def test_failure_reasons_read_as_messages() -> None:
 def test_the_shipped_locust_module_exists() -> None:
     assert LOCUSTFILE.is_file()
     assert "class RecordingTaskUser(FastHttpUser)" in LOCUSTFILE.read_text(encoding="utf-8")
+
+
+def test_nothing_here_imported_locust_or_gevent() -> None:
+    """Locust monkey-patches whoever imports it: only its own subprocesses may."""
+    assert "locust" not in sys.modules
+    assert "gevent" not in sys.modules
