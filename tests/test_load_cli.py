@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,11 +24,14 @@ KEY = "load-test-key"
 Capsys = pytest.CaptureFixture[str]
 
 
-def load(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def load(
+    tmp_path: Path, *args: str, key_in_env: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `tiw-emulator load` as a user would, reports under tmp_path."""
     cmd = [sys.executable, "-m", "emulator.cli", "load", "--report-dir", str(tmp_path / "rep")]
+    env = {**os.environ, "TIW_LOAD_CALLBACK_KEY": key_in_env}
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+        [*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env
     )
 
 
@@ -161,14 +165,17 @@ def test_refused_connections_and_accepted_forgeries_are_failures(
     assert set(summary_of(tmp_path)["failures_by_reason"]) == {"connection refused"}
 
     # The receiver answers 200 to everything, so it accepts forged signatures: a failure.
+    # (The key comes from the environment here, as it can to keep it off the command line.)
     run = load(
         tmp_path,
-        *("--callback-url", receiver.url, "--callback-key", KEY, "--mix", "bad-signature"),
+        *("--callback-url", receiver.url, "--mix", "bad-signature"),
         *("--users", "1", "--spawn-rate", "1", "--tasks", "2", "--speed", "max"),
+        key_in_env=KEY,
     )
     assert run.returncode == 1, run.stdout + run.stderr
     result = summary_of(tmp_path)
     assert result["failed"] == result["callbacks_sent"] == receiver.count > 0
+    assert all("Sign" in body for body in receiver.events())  # signed, with the env's key
     assert list(result["failures_by_reason"]) == [
         "accepted a callback a correct backend must refuse (HTTP 200)"
     ]

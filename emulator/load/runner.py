@@ -22,6 +22,7 @@ from emulator.load import LOCUSTFILE
 
 PROGRESS_PREFIX = "TIW-PROGRESS "  # the same as coordination.PROGRESS_PREFIX (no Locust here)
 EXIT_BACKEND_FAILED, EXIT_ERROR = 1, 2
+KEY_ENV = "TIW_LOAD_CALLBACK_KEY"  # read by the locustfile's --callback-key too
 
 
 def register(sub: Any) -> None:
@@ -33,7 +34,10 @@ def register(sub: Any) -> None:
         "callbacks at your backend; exit 1 if the backend failed any callback.",
     )
     p.add_argument("--callback-url", help="your backend's callback URL")
-    p.add_argument("--callback-key", help="CallbackKey to sign with (unsigned if omitted)")
+    p.add_argument(
+        "--callback-key",
+        help=f"CallbackKey to sign with (or env {KEY_ENV}; unsigned if neither is set)",
+    )
     p.add_argument("--sdk-app-id", type=int, default=1400000001, help="SdkAppId (1400000001)")
     p.add_argument("--users", type=int, help="simulated users, each playing one task at a time")
     p.add_argument("--spawn-rate", type=float, help="users started per second")
@@ -124,6 +128,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.locustfile:
         print(LOCUSTFILE)
         return 0
+    # A key from the environment stays off every command line (ps shows those).
+    args.callback_key = args.callback_key or os.environ.get(KEY_ENV) or None
     if importlib.util.find_spec("locust") is None:
         return _usage_error("load mode needs Locust: pip install 'tiw-emulator[load]'")
     try:
@@ -142,7 +148,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         + (f"{args.rate:g} callbacks/s" if args.rate else f"speed {args.speed}"),
         flush=True,
     )
-    env = {**os.environ, "TIW_LOAD_CALLBACK_KEY": args.callback_key or ""}
+    env = {**os.environ, KEY_ENV: args.callback_key or ""}
     log_path = report / "locust.log"
     with log_path.open("w", encoding="utf-8") as log:
         code = _run(locust_command(args, run_time, report), env, log, args.tasks)
