@@ -4,7 +4,9 @@ Imported only by the locustfile, i.e. only in a Locust process (it imports geven
 which monkey-patch the process); the emulator itself never imports it. In distributed mode the
 master hands out the --tasks quota one task at a time (custom messages `tiw_claim` /
 `tiw_grant` / `tiw_done`) and adds up the workers' counters, which ride along with Locust's own
-stats reports, so the master's summary covers every worker.
+stats reports, so the master's summary covers every worker. When a run stops, the master asks
+its workers (`tiw_stop`) to finish the callbacks in flight and report at once, and waits for
+their `tiw_stopped` before it quits, so a timed run's totals are exact too.
 """
 
 from __future__ import annotations
@@ -100,16 +102,20 @@ class Coordinator:
         self._callbacks_for_quota = 0
         self._claims: dict[int, AsyncResult] = {}
         self._claim_ids = itertools.count(1)
+        self.in_flight = 0  # callbacks sent and not yet answered, in this process
+        self._workers_stopped: set[str] = set()
         self.started_at = time.time()
         runner = environment.runner
         if isinstance(runner, MasterRunner):
             runner.register_message("tiw_claim", self._on_claim)
             runner.register_message("tiw_done", self._on_done)
+            runner.register_message("tiw_stopped", self._on_worker_stopped)
         elif isinstance(runner, WorkerRunner):
             runner.register_message("tiw_grant", self._on_grant)
+            runner.register_message("tiw_stop", self._on_stop_request, concurrent=True)
         events = environment.events
         events.test_start.add_listener(self._on_test_start)
-        events.test_stopping.add_listener(lambda **_: self.stopping.set())
+        events.test_stopping.add_listener(self._on_test_stopping)
         events.report_to_master.add_listener(self._on_report_to_master)
         events.worker_report.add_listener(self._on_worker_report)
         events.quitting.add_listener(self._on_quitting)
@@ -199,6 +205,40 @@ class Coordinator:
         runner = self.env.runner
         if runner is not None:
             runner.quit()
+
+    # -- stopping -------------------------------------------------------------------------
+    def _grace_s(self) -> float:
+        """How long a callback in flight may take to be answered (its timeout) and reported."""
+        return float(self.option("timeout") or 10) + 2.0
+
+    def _on_test_stopping(self, **_: Any) -> None:
+        self.stopping.set()
+        runner = self.env.runner
+        if not isinstance(runner, MasterRunner) or not runner.worker_count:
+            return
+        # Held here, the master sends its workers nothing else until they have reported.
+        expected = {client.id for client in runner.clients.all}
+        self._workers_stopped.clear()
+        runner.send_message("tiw_stop")
+        deadline = time.monotonic() + self._grace_s()
+        while not expected <= self._workers_stopped and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+
+    def _on_stop_request(self, environment: Environment, msg: Any) -> None:
+        """Worker: stop sending, let the callbacks in flight finish, then report them now."""
+        self.stopping.set()
+        deadline = time.monotonic() + self._grace_s()
+        while self.in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        runner = environment.runner
+        assert isinstance(runner, WorkerRunner)
+        data: dict[str, Any] = {}
+        environment.events.report_to_master.fire(client_id=runner.client_id, data=data)
+        runner.send_message("stats", data)
+        runner.send_message("tiw_stopped", {})
+
+    def _on_worker_stopped(self, environment: Environment, msg: Any) -> None:
+        self._workers_stopped.add(msg.node_id)
 
     # -- events ---------------------------------------------------------------------------
     def _on_test_start(self, **_: Any) -> None:

@@ -165,6 +165,13 @@ class RecordingTaskUser(FastHttpUser):
             sdk_app_id=self.settings["sdk_app_id"],
             callback_key=self.settings["callback_key"],
         )
+        self.coordinator.in_flight += 1
+        try:
+            self._post(callback, body)
+        finally:
+            self.coordinator.in_flight -= 1
+
+    def _post(self, callback: plan.Callback, body: bytes) -> None:
         with self.client.post(
             str(self.host),
             data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
