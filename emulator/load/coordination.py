@@ -99,7 +99,6 @@ class Coordinator:
         self.by_worker: dict[str, dict[str, int]] = {}
         self._granted = 0
         self._done_for_quota = 0
-        self._callbacks_for_quota = 0
         self._claims: dict[int, AsyncResult] = {}
         self._claim_ids = itertools.count(1)
         self.in_flight = 0  # callbacks sent and not yet answered, in this process
@@ -175,33 +174,26 @@ class Coordinator:
     def callback_sent(self) -> None:
         self.counters.callbacks += 1
 
-    def task_ended(self, *, sent: int, complete: bool) -> None:
+    def task_ended(self, *, complete: bool) -> None:
         if complete:
             self.counters.tasks_played += 1
         else:
             self.counters.tasks_cut_short += 1
         if isinstance(self.env.runner, WorkerRunner):
-            self.env.runner.send_message("tiw_done", {"callbacks": sent})
+            self.env.runner.send_message("tiw_done", {})
         else:
-            self._quota_progress(sent)
+            self._quota_progress()
 
     def _on_done(self, environment: Environment, msg: Any) -> None:
-        self._quota_progress(int(msg.data["callbacks"]))
+        self._quota_progress()
 
-    def _quota_progress(self, sent: int) -> None:
+    def _quota_progress(self) -> None:
         self._done_for_quota += 1
-        self._callbacks_for_quota += sent
         if self.quota is not None and self._done_for_quota >= self.quota:
             gevent.spawn(self._finish)
 
     def _finish(self) -> None:
-        """Every task of the quota is done: wait for the workers' last stats, then quit."""
-        deadline = time.monotonic() + 15
-        while (
-            self.env.stats.total.num_requests < self._callbacks_for_quota
-            and time.monotonic() < deadline
-        ):
-            gevent.sleep(0.05)
+        """Every task of the quota is done: quit (stopping collects the workers' last reports)."""
         runner = self.env.runner
         if runner is not None:
             runner.quit()
@@ -246,7 +238,7 @@ class Coordinator:
         self.counters = Counters()
         self._reported = Counters()
         self.by_worker = {}
-        self._granted = self._done_for_quota = self._callbacks_for_quota = 0
+        self._granted = self._done_for_quota = 0
         self.started_at = time.time()
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:

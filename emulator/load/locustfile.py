@@ -133,14 +133,12 @@ class RecordingTaskUser(FastHttpUser):
         coordinator.task_started()
         load_task = self.factory.next_task()
         started = time.monotonic()
-        sent = 0
         for callback in load_task.callbacks:
             if not self._wait_until(self._due(callback, started)):
-                coordinator.task_ended(sent=sent, complete=False)
+                coordinator.task_ended(complete=False)
                 raise StopUser()
             self._send(callback)
-            sent += 1
-        coordinator.task_ended(sent=sent, complete=True)
+        coordinator.task_ended(complete=True)
 
     def _due(self, callback: plan.Callback, started: float) -> float:
         rate, speed = self.settings["user_rate"], self.settings["speed"]
