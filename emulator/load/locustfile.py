@@ -8,6 +8,7 @@ process imports this module: Locust and gevent monkey-patch the process that imp
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import socket
@@ -74,7 +75,19 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
 
 def _check_target(environment: Environment) -> str:
     allow = bool(getattr(environment.parsed_options, "allow_remote", False))
-    return plan.check_target(str(environment.host), allow_remote=allow)
+    verdict = _target_verdict(str(environment.host), allow)
+    if isinstance(verdict, EmulatorError):
+        raise verdict
+    return verdict
+
+
+@functools.lru_cache(maxsize=16)
+def _target_verdict(host: str, allow_remote: bool) -> str | EmulatorError:
+    """Resolved once per host, not once per user."""
+    try:
+        return plan.check_target(host, allow_remote=allow_remote)
+    except EmulatorError as err:
+        return err
 
 
 def _settings(environment: Environment) -> dict[str, Any]:
