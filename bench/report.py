@@ -219,6 +219,11 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _whole_ms(value: float | None) -> str:
+    """Locust's percentiles are whole ms below 100 ms: 0 means under 1 ms."""
+    return "< 1" if value == 0 else _f(value, "{:.0f}")
+
+
 def load_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """Load mode (bench/load.py) beside the emulator's engine measured in the same run."""
     ld = r.get("load")
@@ -249,8 +254,8 @@ def load_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         ),
         (
             "load mode at a fixed 500 callbacks/s: latency it measures, p50 / p95 / p99 (avg) ms",
-            f"{_f(lat['p50'], '{:.0f}')} / {_f(lat['p95'], '{:.0f}')} / "
-            f"{_f(lat['p99'], '{:.0f}')} ({_f(lat['avg'], '{:.2f}')}); achieved "
+            f"{_whole_ms(lat['p50'])} / {_whole_ms(lat['p95'])} / "
+            f"{_whole_ms(lat['p99'])} ({_f(lat['avg'], '{:.2f}')}); achieved "
             f"{_f(paced['rate'])}/s",
             "–",
             "–",
