@@ -188,6 +188,7 @@ def test_refused_connections_and_accepted_forgeries_are_failures(
         (["--users", "5", "--spawn-rate", "1", "--run-time", "2h"], "--run-time 7200s > 3600s"),
         (["--users", "5", "--spawn-rate", "1", "--tasks", "5", "--rate", "1e6"], "--rate"),
         (["--users", "5", "--spawn-rate", "1"], "give --run-time T or --tasks K"),
+        (["--users", "5", "--spawn-rate", "1", "--tasks", "5", "--timeout", "0"], "--timeout"),
         (["--users", "5", "--spawn-rate", "1", "--tasks", "5", "--mix", "bad-signature"], "key"),
     ],
 )

@@ -189,8 +189,8 @@ class Coordinator:
 
     def _quota_progress(self) -> None:
         self._done_for_quota += 1
-        if self.quota is not None and self._done_for_quota >= self.quota:
-            gevent.spawn(self._finish)
+        if self.quota is not None and self._done_for_quota == self.quota:
+            gevent.spawn(self._finish)  # once: later reports of the same run change nothing
 
     def _finish(self) -> None:
         """Every task of the quota is done: quit (stopping collects the workers' last reports)."""

@@ -97,8 +97,9 @@ def validate(args: argparse.Namespace) -> tuple[float | None, str]:
         raise InvalidInput("--run-time", "give --run-time T or --tasks K, so the run ends")
     if args.tasks is not None and args.tasks <= 0:
         raise InvalidInput("--tasks", "must be > 0")
-    if args.rate is not None and args.rate <= 0:
-        raise InvalidInput("--rate", "must be > 0")
+    for flag, value in (("--rate", args.rate), ("--timeout", args.timeout)):
+        if value is not None and value <= 0:
+            raise InvalidInput(flag, "must be > 0")
     run_time = plan.parse_duration(args.run_time) if args.run_time else None
     catalogue = plan.builtin_catalogue()
     mix = plan.parse_mix(args.mix or plan.DEFAULT_MIX, catalogue)
