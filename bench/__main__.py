@@ -2,7 +2,7 @@
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
 `--only a,b` runs a subset (names: throughput, lateness, slow, many, startup, longclass,
-plugin); `--quick` uses smaller counts for a fast check.
+plugin, load); `--quick` uses smaller counts for a fast check.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import inproc, proc
+from bench import inproc, load, proc
 from bench.recv import RecvProc
 from bench.report import render
 
-NAMES = ("throughput", "lateness", "slow", "many", "startup", "longclass", "plugin")
+NAMES = ("throughput", "lateness", "slow", "many", "startup", "longclass", "plugin", "load")
 
 
 def progress(message: str) -> None:
@@ -74,6 +74,14 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
         if "plugin" in only:
             progress("[7] pytest plugin session start and per-test reset")
             results["plugin"] = proc.plugin_startup(progress)
+        if "load" in only:
+            progress("[9] load mode (Locust) against the same fast receiver")
+            if "throughput" not in results:
+                progress("  the emulator's engine, for comparison in this run")
+                results["throughput"] = inproc.delivery_throughput(
+                    workdir, fast, int(4000 * scale), progress
+                )
+            results["load"] = load.run(fast, scale, progress)
     finally:
         for recv in (fast, recorder, slow):
             recv.close()

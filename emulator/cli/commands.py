@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     from emulator.cli import tools as cli_tools
 
     cli_tools.register(sub)
+    from emulator.load import runner as load_runner
+
+    load_runner.register(sub)
     return parser
 
 
