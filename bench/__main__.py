@@ -2,7 +2,7 @@
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
 `--only a,b` runs a subset (names: throughput, lateness, slow, many, startup, longclass,
-plugin, load); `--quick` uses smaller counts for a fast check.
+plugin, load, lists); `--quick` uses smaller counts for a fast check.
 """
 
 from __future__ import annotations
@@ -15,11 +15,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import inproc, load, proc
+from bench import inproc, lists, load, proc
 from bench.recv import RecvProc
 from bench.report import render
 
-NAMES = ("throughput", "lateness", "slow", "many", "startup", "longclass", "plugin", "load")
+NAMES = (
+    "throughput",
+    "lateness",
+    "slow",
+    "many",
+    "startup",
+    "longclass",
+    "plugin",
+    "load",
+    "lists",
+)
 
 
 def progress(message: str) -> None:
@@ -82,6 +92,11 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
                     workdir, fast, int(4000 * scale), progress
                 )
             results["load"] = load.run(fast, scale, progress)
+        if "lists" in only:
+            progress("[10] list routes at limit=50 over HTTP, on a filled database")
+            results["lists"] = lists.list_latency(
+                workdir, int(20000 * scale), int(100000 * scale), progress
+            )
     finally:
         for recv in (fast, recorder, slow):
             recv.close()

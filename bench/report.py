@@ -44,6 +44,10 @@ NOTES = [
     "- 2-hour class: `tiw-emulator serve --clock real --speed 1000000`; POST /api/tasks with"
     " params duration_s 7200 until its OfflineRecordFinished arrives.",
     "- pytest plugin: `bench/plugin_startup.py` (its own docstring says what it times).",
+    "- list routes: `bench/lists.py` fills a database through the core (tasks by `create_task`,"
+    " failed attempts through the store's attempt log), then `tiw-emulator serve` opens it and"
+    " each route is requested 20 times over one keep-alive connection (wall time per request,"
+    " client included).",
     "- load mode: `bench/load.py`. `locust --headless` with the shipped user class, 50 users,"
     " scenario `success` (~5 callbacks a task) at `--speed max`, to the same fast receiver;"
     " callbacks/s = arrivals at the receiver / (last - first arrival). Two workers: a master"
@@ -205,6 +209,7 @@ def render(r: dict[str, Any]) -> str:
             )
         )
     rows += load_rows(r)
+    rows += list_rows(r)
     out = ["# tiw-emulator benchmark report", ""]
     if r.get("quick"):
         out += ["**Quick run (`--quick`): smaller counts, not the committed figures.**", ""]
@@ -217,6 +222,26 @@ def render(r: dict[str, Any]) -> str:
         out += ["", f"Event states after the {many['tasks']:,}-task run: {many['states']}"]
     out += ["", *NOTES]
     return "\n".join(out) + "\n"
+
+
+def list_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """One row per list route: p50 / p95 ms at limit=50 on the filled database."""
+    lists = r.get("lists")
+    if not lists:
+        return []
+    size = f"{lists['tasks']:,} tasks, {lists['attempts']:,} failed attempts"
+    rows = []
+    for path, t in lists["routes"].items():
+        rows.append(
+            (
+                f"`GET {path}` ({size})",
+                f"p50 {t['p50_ms']:.1f} ms / p95 {t['p95_ms']:.1f} ms",
+                "< 50 ms",
+                "–",
+                _met(t["p95_ms"] < 50),
+            )
+        )
+    return rows
 
 
 def _whole_ms(value: float | None) -> str:
