@@ -116,7 +116,7 @@ class _ErrorCollector(logging.Handler):
         self.errors: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        in_app = has_app_context() and current_app._get_current_object() is self.app  # type: ignore[attr-defined]
+        in_app = has_app_context() and current_app.extensions is self.app.extensions
         in_engine = self.engine_thread is not None and record.thread == self.engine_thread
         if in_app or in_engine:
             text = record.getMessage()

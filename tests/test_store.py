@@ -312,3 +312,31 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers(tmp_path: Path) -> N
             assert client.post("/api/tasks", json={"scenario": "success"}).status_code == 201
         finally:
             emu.close()
+
+
+def test_pending_writes_are_bounded_and_wait_for_room(tmp_path: Path) -> None:
+    """A producer facing a full queue waits (back-pressure) instead of growing memory."""
+    import threading
+
+    store = SQLiteStore(str(tmp_path / "bounded.db"), max_pending=50)
+    try:
+        store.limit_pages(1)  # nothing fits: every batch is refused and stays queued
+        for n in range(100_000):  # fill whatever the free pages take, then the queue
+            store.record_attempt(_attempt(n))
+            if store.queued_writes() >= 50:
+                break
+        done = threading.Event()
+        producer = threading.Thread(
+            target=lambda: (store.record_attempt(_attempt(999)), done.set()), daemon=True
+        )
+        producer.start()
+        assert not done.wait(0.5)  # blocked: the queue is full and the disk refuses
+        assert store.queued_writes() <= 50
+        assert store.health() is not None and "full" in store.health()
+        store.limit_pages(None)
+        assert done.wait(10)  # room again once the queued writes commit
+        producer.join(5)
+        store.flush()
+        assert store.health() is None
+    finally:
+        store.close()

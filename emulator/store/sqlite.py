@@ -106,6 +106,10 @@ class SQLiteStore:
     def health(self) -> str | None:
         return self._writes.error or self._sync_error
 
+    def queued_writes(self) -> int:
+        """Hot-path writes not committed yet (bounded by max_pending)."""
+        return len(self._writes)
+
     def limit_pages(self, pages: int | None) -> None:
         """Cap the file at `pages` pages (None: no cap): a real 'database or disk is full'.
 
