@@ -1,4 +1,4 @@
-"""The architecture as the file list shows it: sub-packages, no import cycles, SQL only in the store."""
+"""The architecture as the file list shows it: sub-packages, no cycles, SQL only in the store."""
 
 from __future__ import annotations
 
