@@ -226,7 +226,8 @@ class SQLiteStore:
     def insert_task(self, task: NewTask, *, now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
             busy = conn.execute(
-                f"SELECT task_id FROM tasks WHERE room_id = ? AND sdk_app_id = ? AND {UNFINISHED}"
+                f"SELECT task_id FROM tasks INDEXED BY tasks_room WHERE room_id = ? AND sdk_app_id = ?"
+                f" AND {UNFINISHED}"
                 " LIMIT 1",
                 (task.room_id, task.sdk_app_id, now),
             ).fetchone()
@@ -244,7 +245,8 @@ class SQLiteStore:
 
     def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
         rows = self._read(
-            f"SELECT task_id FROM tasks WHERE room_id = ? AND sdk_app_id = ? AND {UNFINISHED}"
+            f"SELECT task_id FROM tasks INDEXED BY tasks_room WHERE room_id = ? AND sdk_app_id = ?"
+            f" AND {UNFINISHED}"
             " LIMIT 1",
             (room_id, sdk_app_id, now),
         )
