@@ -55,6 +55,12 @@ SQL_TASK = (
     " outcome, error_code, plan) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 UNFINISHED = "cancelled_at IS NULL AND (finish_at IS NULL OR finish_at > ?)"
+# The room's unfinished task. The index is named: without statistics the planner may take the
+# SdkAppId index (one value for most tasks) and scan them all, slowing creation linearly.
+SQL_ROOM_BUSY = (
+    "SELECT task_id FROM tasks INDEXED BY tasks_room WHERE room_id = ? AND sdk_app_id = ?"
+    f" AND {UNFINISHED} LIMIT 1"
+)
 STATUS_SQL = {
     "cancelled": ("cancelled_at IS NOT NULL", 0),
     "finished": ("cancelled_at IS NULL AND finish_at IS NOT NULL AND finish_at <= ?", 1),
@@ -225,12 +231,7 @@ class SQLiteStore:
     # -- tasks and events --------------------------------------------------------------------
     def insert_task(self, task: NewTask, *, now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            busy = conn.execute(
-                f"SELECT task_id FROM tasks INDEXED BY tasks_room WHERE room_id = ? AND sdk_app_id = ?"
-                f" AND {UNFINISHED}"
-                " LIMIT 1",
-                (task.room_id, task.sdk_app_id, now),
-            ).fetchone()
+            busy = conn.execute(SQL_ROOM_BUSY, (task.room_id, task.sdk_app_id, now)).fetchone()
             if busy is not None:
                 raise RoomTaken(busy[0])
             try:
