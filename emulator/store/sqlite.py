@@ -245,12 +245,7 @@ class SQLiteStore:
         self._write(run)
 
     def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
-        rows = self._read(
-            f"SELECT task_id FROM tasks INDEXED BY tasks_room WHERE room_id = ? AND sdk_app_id = ?"
-            f" AND {UNFINISHED}"
-            " LIMIT 1",
-            (room_id, sdk_app_id, now),
-        )
+        rows = self._read(SQL_ROOM_BUSY, (room_id, sdk_app_id, now))
         return str(rows[0]["task_id"]) if rows else None
 
     def get_task(self, task_id: str) -> Row | None:
