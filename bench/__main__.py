@@ -2,7 +2,8 @@
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
 `--only a,b` runs a subset (names: throughput, lateness, slow, many, startup, longclass,
-plugin); `--quick` uses smaller counts for a fast check.
+plugin, frontdoor); `--quick` uses smaller counts for a fast check. `frontdoor` runs the shared
+peer harness (the emulator beside WireMock): see bench/frontdoor.py for what it needs.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import inproc, proc
+from bench import frontdoor, inproc, proc
 from bench.recv import RecvProc
 from bench.report import render
 
-NAMES = ("throughput", "lateness", "slow", "many", "startup", "longclass", "plugin")
+NAMES = ("throughput", "lateness", "slow", "many", "startup", "longclass", "plugin", "frontdoor")
 
 
 def progress(message: str) -> None:
@@ -74,6 +75,9 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
         if "plugin" in only:
             progress("[7] pytest plugin session start and per-test reset")
             results["plugin"] = proc.plugin_startup(progress)
+        if "frontdoor" in only:
+            progress("[9] front door over HTTP, beside WireMock (the peer harness)")
+            results["frontdoor"] = frontdoor.run(workdir, progress, n=int(3000 * scale))
     finally:
         for recv in (fast, recorder, slow):
             recv.close()

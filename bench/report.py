@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import frontdoor
+
 # From /work/shared/reference/peer-bench.md (same machine kind, medians of 3).
 PEERS = {
     "throughput": "WireMock 2,861 (tuned 4,483); Mockoon 1,003",
@@ -194,6 +196,9 @@ def render(r: dict[str, Any]) -> str:
                 _met(lc["median_s"] is not None and lc["median_s"] < 1),
             )
         )
+    front = r.get("frontdoor")
+    if front is not None:
+        rows += frontdoor.rows(front)
     out = ["# tiw-emulator benchmark report", ""]
     if r.get("quick"):
         out += ["**Quick run (`--quick`): smaller counts, not the committed figures.**", ""]
@@ -205,4 +210,6 @@ def render(r: dict[str, Any]) -> str:
     if many:
         out += ["", f"Event states after the {many['tasks']:,}-task run: {many['states']}"]
     out += ["", *NOTES]
+    if front is not None:
+        out += [frontdoor.NOTE]
     return "\n".join(out) + "\n"

@@ -144,6 +144,25 @@ def test_keep_alive_serves_many_requests_on_one_connection(served: AppServer) ->
         conn.close()
 
 
+def test_more_than_a_hundred_open_connections_do_not_stall_the_next_one(
+    served: AppServer,
+) -> None:
+    """waitress's default limit (100) left the 101st client waiting ~30 s for a cleanup pass."""
+    held = []
+    try:
+        for _ in range(150):
+            conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read()
+            held.append(conn)  # kept open and idle, like a client's keep-alive pool
+        started = time.monotonic()
+        assert requests.get(served.url + "/healthz", timeout=10).status_code == 200
+        assert time.monotonic() - started < 2.0
+    finally:
+        for conn in held:
+            conn.close()
+
+
 def _read_until_closed(conn: socket.socket) -> bytes:
     data = b""
     while chunk := conn.recv(65536):

@@ -12,6 +12,9 @@ What was slow was its configuration:
   the loop through waitress's pipe, so stopping stays immediate.
 - `POST /api/events` holds its thread until the callback is delivered, so 8 threads meant 8 events
   in flight; more threads let the delivery engine batch them (see `DEFAULT_THREADS`).
+- waitress accepts at most 100 connections by default and closes idle keep-alive ones only every
+  30 s, so a client pool of over 100 connections stalled for 30 s (seen in the peer harness's
+  paced runs); the limit is `CONNECTION_LIMIT` now, polled with poll() rather than select().
 - `channel_request_lookahead=1` keeps reading a connection while its request runs, which is how
   waitress notices a client that went away (a dashboard stream's slot is freed at once).
 
@@ -37,6 +40,8 @@ from waitress.task import ErrorTask
 # Threads that run the app. Measured with 50 keep-alive clients (docs/benchmarks.md): 32 let
 # ad-hoc events, which wait for their delivery, reach ~1.6x the rate of 8; more adds GIL contention.
 DEFAULT_THREADS = 32
+# Open connections served at once (each is a descriptor; keep under `ulimit -n`).
+CONNECTION_LIMIT = 1000
 # Bodies a little over the app's limit reach the app, which answers 413 in its own surface's
 # error format (control API or cloud API); the server cuts anything further over without reading it.
 BODY_SLACK_BYTES = 64 * 1024
@@ -115,6 +120,11 @@ class AppServer:
             asyncore_loop_timeout=1,  # an int: waitress truncates 0.2 to 0 (a busy loop)
             channel_timeout=60,
             channel_request_lookahead=1,
+            # waitress stops accepting at 100 open connections and frees idle keep-alive ones
+            # only every 30 s: a client pool of 100+ connections stalled for 30 s. poll(), not
+            # select(), so descriptors past 1024 work.
+            connection_limit=CONNECTION_LIMIT,
+            asyncore_use_poll=True,
             max_request_body_size=int(body_limit) + BODY_SLACK_BYTES,
             clear_untrusted_proxy_headers=True,
         )
