@@ -1,17 +1,19 @@
 """Serving the Flask app on waitress, in the foreground or a thread, tuned for this emulator.
 
-Why waitress, and why these settings (measured on the 2-core dev machine, `docs/benchmarks.md`
-"Front door" has the table): against the same app, a lean asyncio HTTP/1.1 server answered
-`/healthz` faster but creating work (`POST /api/tasks`, `POST /api/events`) within a few per cent
-of tuned waitress, because the core, not the server, costs most of each such request; waitress is
-a well-kept, complete HTTP/1.1 server (chunked bodies, pipelining, header limits), so it stays.
+Why waitress (measured on the 2-core dev machine, same app, 50 keep-alive clients, candidates
+interleaved; docs/benchmarks.md "Front door" has the table): server CPU per `GET /healthz` was
+145-285 µs for tuned waitress, 145-160 µs for a lean asyncio HTTP/1.1 prototype, 180-210 µs for
+aiohttp's server with a WSGI bridge and 780 µs for werkzeug's; per created task (~2-3 ms) or
+ad-hoc event (~0.6-1.3 ms) the servers were within the run-to-run noise, because the core, not
+the server, spends most of such a request. So the complete, well-kept server stays (chunked
+bodies, pipelining, header limits), and a hand-written one would not pay for itself.
 What was slow was its configuration:
 
 - `asyncore_loop_timeout` is cast to `int` by waitress, so the old 0.2 became 0 and the serving
   loop polled without sleeping: a whole core burnt while idle. It is 1 (second) now; stop() wakes
   the loop through waitress's pipe, so stopping stays immediate.
 - `POST /api/events` holds its thread until the callback is delivered, so 8 threads meant 8 events
-  in flight; more threads let the delivery engine batch them (see `DEFAULT_THREADS`).
+  in flight: 160 events/s to a backend taking 50 ms (see `DEFAULT_THREADS`).
 - waitress accepts at most 100 connections by default and closes idle keep-alive ones only every
   30 s, so a client pool of over 100 connections stalled for 30 s (seen in the peer harness's
   paced runs); the limit is `CONNECTION_LIMIT` now, polled with poll() rather than select().
@@ -37,8 +39,9 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
 
-# Threads that run the app. Measured with 50 keep-alive clients (docs/benchmarks.md): 32 let
-# ad-hoc events, which wait for their delivery, reach ~1.6x the rate of 8; more adds GIL contention.
+# Threads that run the app. An ad-hoc event holds one until its callback is answered, so this
+# caps events in flight (32 / 50 ms backend = 640/s). Against a fast receiver 8 and 32 measured
+# the same (docs/benchmarks.md); idle threads cost nothing.
 DEFAULT_THREADS = 32
 # Open connections served at once (each is a descriptor; keep under `ulimit -n`).
 CONNECTION_LIMIT = 1000
