@@ -1,12 +1,15 @@
 """Serving the Flask app on waitress, in the foreground or a thread, tuned for this emulator.
 
 Why waitress (measured on the 2-core dev machine, same app, 50 keep-alive clients, candidates
-interleaved; docs/benchmarks.md "Front door" has the table): server CPU per `GET /healthz` was
-145-285 µs for tuned waitress, 145-160 µs for a lean asyncio HTTP/1.1 prototype, 180-210 µs for
-aiohttp's server with a WSGI bridge and 780 µs for werkzeug's; per created task (~2-3 ms) or
-ad-hoc event (~0.6-1.3 ms) the servers were within the run-to-run noise, because the core, not
-the server, spends most of such a request. So the complete, well-kept server stays (chunked
-bodies, pipelining, header limits), and a hand-written one would not pay for itself.
+interleaved, medians; docs/benchmarks.md "Front door" has the table): process CPU per request for
+`GET /healthz` / `POST /api/events` / `POST /api/tasks` was 205 / 868 / 2,530 µs on tuned
+waitress, 155 / 780 / 2,242 µs on a lean asyncio HTTP/1.1 prototype, 190 / 665 / 2,470 µs on
+aiohttp's server with a WSGI bridge, 772 / 1,405 / 3,868 µs on werkzeug's. The leaner servers
+save 50-100 µs per request, within the run-to-run spread on a shared machine and about a tenth of
+what the core spends on a request that creates work, so the complete, well-kept server stays
+(chunked bodies, pipelining, header limits). Worth revisiting once the core's cost per request
+is well under a millisecond.
+
 What was slow was its configuration:
 
 - `asyncore_loop_timeout` is cast to `int` by waitress, so the old 0.2 became 0 and the serving
