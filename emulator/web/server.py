@@ -16,7 +16,8 @@ What was slow was its configuration:
   loop polled without sleeping: a whole core burnt while idle. It is 1 (second) now; stop() wakes
   the loop through waitress's pipe, so stopping stays immediate.
 - `POST /api/events` holds its thread until the callback is delivered, so 8 threads meant 8 events
-  in flight: 160 events/s to a backend taking 50 ms (see `DEFAULT_THREADS`).
+  in flight: 160 events/s to a backend taking 50 ms; 16 now (see `DEFAULT_THREADS` for why not
+  more).
 - waitress accepts at most 100 connections by default and closes idle keep-alive ones only every
   30 s, so a client pool of over 100 connections stalled for 30 s (seen in the peer harness's
   paced runs); the limit is `CONNECTION_LIMIT` now, polled with poll() rather than select().
@@ -42,10 +43,13 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
 
-# Threads that run the app. An ad-hoc event holds one until its callback is answered, so this
-# caps events in flight (32 / 50 ms backend = 640/s). Against a fast receiver 8 and 32 measured
-# the same (docs/benchmarks.md); idle threads cost nothing.
-DEFAULT_THREADS = 32
+# Threads that run the app. An ad-hoc event holds one until its callback is answered and a
+# dashboard stream (at most 4) holds one while open, so 8 left 4 for the API with 4 tabs open
+# and 160 events/s to a backend taking 50 ms. More threads cost CPU per request under load
+# (GIL contention; docs/benchmarks.md, medians over 3 interleaved rounds, µs per ad-hoc event /
+# per created task: 4 threads 720 / 1,860, 8: 1,050 / 2,070, 16: 975 / 2,290, 32: 1,310 / 2,440).
+# 16: 12 threads for the API with every stream open, 320 events/s to a 50 ms backend.
+DEFAULT_THREADS = 16
 # Open connections served at once (each is a descriptor; keep under `ulimit -n`).
 CONNECTION_LIMIT = 1000
 # Bodies a little over the app's limit reach the app, which answers 413 in its own surface's
