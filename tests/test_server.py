@@ -71,6 +71,13 @@ def test_a_tls_handshake_on_the_plain_port_fails_at_once(served: AppServer) -> N
     assert time.monotonic() - started < 2.0
 
 
+def test_an_https_url_for_the_plain_port_fails_fast_in_requests(served: AppServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://127.0.0.1:{served.port}/healthz", verify=False, timeout=10)
+    assert time.monotonic() - started < 2.0
+
+
 def test_a_tls_client_hello_is_answered_in_plain_http_and_closed(served: AppServer) -> None:
     hello = bytes.fromhex("160301002a0100002603035f") + b"\x00" * 40  # a ClientHello's start
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
@@ -130,6 +137,15 @@ def test_a_chunked_body_over_the_limit_is_413(served: AppServer) -> None:
     r = requests.post(served.url + "/api/tasks", data=chunks(), timeout=5)
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_malformed_request_gets_a_json_400_from_the_server(served: AppServer) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        reply = _read_until_closed(conn)
+    status, _, body = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["error"]["code"] == "bad_request"
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(served: AppServer) -> None:
