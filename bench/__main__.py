@@ -2,7 +2,8 @@
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
 `--only a,b` runs a subset (names: throughput, lateness, slow, many, startup, longclass,
-plugin, load, lists); `--quick` uses smaller counts for a fast check.
+plugin, load, lists, frontdoor); `--quick` uses smaller counts for a fast check. `frontdoor`
+runs the shared peer harness (the emulator beside WireMock): see bench/frontdoor.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import inproc, lists, load, proc
+from bench import frontdoor, inproc, lists, load, proc
 from bench.recv import RecvProc
 from bench.report import render
 
@@ -29,6 +30,7 @@ NAMES = (
     "plugin",
     "load",
     "lists",
+    "frontdoor",
 )
 
 
@@ -97,6 +99,9 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
             results["lists"] = lists.list_latency(
                 workdir, int(20000 * scale), int(100000 * scale), progress
             )
+        if "frontdoor" in only:
+            progress("[11] front door over HTTP, beside WireMock (the peer harness)")
+            results["frontdoor"] = frontdoor.run(workdir, progress, n=int(3000 * scale))
     finally:
         for recv in (fast, recorder, slow):
             recv.close()

@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import frontdoor
+
 # From /work/shared/reference/peer-bench.md (same machine kind, medians of 3).
 PEERS = {
     "throughput": "WireMock 2,861 (tuned 4,483); Mockoon 1,003",
@@ -210,6 +212,9 @@ def render(r: dict[str, Any]) -> str:
         )
     rows += load_rows(r)
     rows += list_rows(r)
+    front = r.get("frontdoor")
+    if front is not None:
+        rows += frontdoor.rows(front)
     out = ["# tiw-emulator benchmark report", ""]
     if r.get("quick"):
         out += ["**Quick run (`--quick`): smaller counts, not the committed figures.**", ""]
@@ -221,6 +226,8 @@ def render(r: dict[str, Any]) -> str:
     if many:
         out += ["", f"Event states after the {many['tasks']:,}-task run: {many['states']}"]
     out += ["", *NOTES]
+    if front is not None:
+        out += [frontdoor.NOTE]
     return "\n".join(out) + "\n"
 
 

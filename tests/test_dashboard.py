@@ -6,6 +6,7 @@ import inspect
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,27 @@ def test_stream_notices_a_closed_client_and_unsubscribes(make_emulator: Any) -> 
     assert next(_events(response))[0] == "hello"
     response.close()  # like a closed tab: heartbeats then fail and the worker thread is freed
     assert unsubscribed.wait(10)
+
+
+def test_a_closed_clients_stream_slot_is_free_at_once(make_emulator: Any) -> None:
+    """With the default heartbeat (seconds away), the slot is back well before the next one."""
+    running = make_emulator()
+    running.app.register_blueprint(
+        create_dashboard_blueprint(max_streams=1), name="one_slot_ui", url_prefix="/one"
+    )
+    response = running.http.get(running.url + "/one/events", stream=True, timeout=30)
+    assert next(_events(response))[0] == "hello"
+    assert running.api("GET", "/one/events").status_code == 503  # the only slot is taken
+    response.close()  # the tab goes away
+    closed_at = time.monotonic()
+    deadline = closed_at + 5
+    while True:
+        with running.http.get(running.url + "/one/events", stream=True, timeout=30) as again:
+            if again.status_code == 200:
+                break
+        assert time.monotonic() < deadline, "the stream slot was not freed"
+        time.sleep(0.05)  # polling the server for the slot: no event to wait on from here
+    assert time.monotonic() - closed_at < 1.5
 
 
 def test_stream_has_a_bounded_lifetime(make_emulator: Any) -> None:

@@ -1,9 +1,14 @@
-"""Serving on waitress: start on a free port, stop cleanly even if the wake-up pipe is gone."""
+"""Serving on waitress: start/stop, TLS on the plain port, body limits, chunked, keep-alive."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
+import ssl
+import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -41,3 +46,141 @@ def test_stop_does_not_depend_on_the_wake_up_pipe() -> None:
         assert _refuses(server.port)
     finally:
         get_emulator(app).close()
+
+
+@pytest.fixture
+def served() -> Iterator[AppServer]:
+    app = create_app({"db": ":memory:", "clock": "manual", "max_body_bytes": 1000})
+    server = AppServer(app).start()
+    yield server
+    server.stop()
+    get_emulator(app).close()
+
+
+def test_a_tls_handshake_on_the_plain_port_fails_at_once(served: AppServer) -> None:
+    """A client speaking https:// to this http:// port gets an error now, not at its timeout."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    started = time.monotonic()
+    with (
+        socket.create_connection(("127.0.0.1", served.port), timeout=10) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+    ):
+        context.wrap_socket(raw, server_hostname="localhost")
+    assert time.monotonic() - started < 2.0
+
+
+def test_an_https_url_for_the_plain_port_fails_fast_in_requests(served: AppServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://127.0.0.1:{served.port}/healthz", verify=False, timeout=10)
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_tls_client_hello_is_answered_in_plain_http_and_closed(served: AppServer) -> None:
+    hello = bytes.fromhex("160301002a0100002603035f") + b"\x00" * 40  # a ClientHello's start
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(hello)
+        reply = _read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert b"plain HTTP" in reply
+
+
+def test_the_next_request_after_tls_is_still_served(served: AppServer) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(b"\x16\x03\x01\x00\x05hello")
+        _read_until_closed(conn)
+    assert requests.get(served.url + "/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_a_body_far_over_the_limit_is_refused_by_the_server_in_json(served: AppServer) -> None:
+    """Declared too large: answered 413 at once, before the body is read."""
+    head = (
+        b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(head)
+        reply = _read_until_closed(conn)
+    status, _, body = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_a_body_just_over_the_limit_gets_the_apps_413(served: AppServer) -> None:
+    r = requests.post(served.url + "/api/tasks", data=b"{" + b" " * 2000 + b"}", timeout=5)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_chunked_request_bodies_are_read(served: AppServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"scenario": '
+        yield b'"success"}'
+
+    r = requests.post(
+        served.url + "/api/tasks",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["scenario"] == "success"
+
+
+def test_a_chunked_body_over_the_limit_is_413(served: AppServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(200):
+            yield b" " * 1000
+
+    r = requests.post(served.url + "/api/tasks", data=chunks(), timeout=5)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_malformed_request_gets_a_json_400_from_the_server(served: AppServer) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        reply = _read_until_closed(conn)
+    status, _, body = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(served: AppServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
+        assert conn.sock is not None  # still the first connection: never closed in between
+    finally:
+        conn.close()
+
+
+def test_more_than_a_hundred_open_connections_do_not_stall_the_next_one(
+    served: AppServer,
+) -> None:
+    """waitress's default limit (100) left the 101st client waiting ~30 s for a cleanup pass."""
+    held = []
+    try:
+        for _ in range(150):
+            conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read()
+            held.append(conn)  # kept open and idle, like a client's keep-alive pool
+        started = time.monotonic()
+        assert requests.get(served.url + "/healthz", timeout=10).status_code == 200
+        assert time.monotonic() - started < 2.0
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def _read_until_closed(conn: socket.socket) -> bytes:
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data

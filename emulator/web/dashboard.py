@@ -3,8 +3,9 @@
 The page is static HTML/CSS/JS (no build step) that reads the control API; the stream pushes each
 delivery attempt as it happens, fed by `Engine.subscribe`. Every stream is bounded: it sends a
 heartbeat comment every few seconds, ends after `stream_lifetime_s` (the browser's EventSource
-reconnects by itself) and stops as soon as waitress reports the client gone, so neither a closed
-tab nor a stopped server pins one of waitress's few worker threads.
+reconnects by itself) and stops within `poll_s` of waitress reporting the client gone (the server
+keeps reading a connection while its request runs, see `emulator.web.server`), so neither a closed
+tab nor a stopped server pins a worker thread or a stream slot.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def stream_deliveries(
     lifetime_s: float,
     heartbeat_s: float,
     client_gone: Callable[[], bool],
-    poll_s: float = 0.5,
+    poll_s: float = 0.25,
     retry_ms: int = 1000,
 ) -> Iterator[str]:
     """Yield SSE text: a hello, then deliveries, resyncs and heartbeats, until the lifetime ends."""
@@ -106,7 +107,7 @@ def create_dashboard_blueprint(
 ) -> Blueprint:
     """The dashboard at /ui/ with its assets at /ui/static/ and the live stream at /ui/events.
 
-    At most `max_streams` streams are open at once (each holds a server thread; waitress has 8),
+    At most `max_streams` streams are open at once (each holds one of the server's threads),
     so a dozen open tabs cannot starve the control API.
     """
     slots = threading.BoundedSemaphore(max_streams)
