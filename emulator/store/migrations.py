@@ -45,9 +45,10 @@ CREATE TABLE IF NOT EXISTS cloud_calls (
 """
 
 # Version 2: columns and indexes so lists filter, sort and page in SQL (one index per filter,
-# so each walks its index in rowid order and never sorts); ids that are never
-# reused (AUTOINCREMENT), so a delivery id from before a reset can never name a new record;
-# request and response headers in the attempt log.
+# so each walks its index in rowid order and never sorts); plans (a few KiB of JSON each) in a
+# table of their own, so a deep page skips narrow task rows instead of reading every plan;
+# ids that are never reused (AUTOINCREMENT), so a delivery id from before a reset can never
+# name a new record; request and response headers in the attempt log.
 V2 = """
 ALTER TABLE tasks ADD COLUMN queued_until REAL;
 ALTER TABLE tasks ADD COLUMN outcome TEXT;
@@ -60,6 +61,9 @@ CREATE INDEX tasks_scenario ON tasks (scenario);
 CREATE INDEX tasks_outcome ON tasks (outcome);
 CREATE INDEX tasks_error ON tasks (error_code);
 CREATE INDEX tasks_app ON tasks (sdk_app_id);
+CREATE TABLE task_plans (task_id TEXT PRIMARY KEY, plan TEXT NOT NULL);
+INSERT INTO task_plans SELECT task_id, plan FROM tasks;
+ALTER TABLE tasks DROP COLUMN plan;
 
 CREATE TABLE events_v2 (
     id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT, seq INTEGER NOT NULL,

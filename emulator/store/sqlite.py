@@ -52,7 +52,7 @@ SQL_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)
 SQL_TASK = (
     "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
     " callback_url, source, request_id, created_at, created_wall, queued_until, finish_at,"
-    " outcome, error_code, plan) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " outcome, error_code) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 UNFINISHED = "cancelled_at IS NULL AND (finish_at IS NULL OR finish_at > ?)"
 # The room's unfinished task. The index is named: without statistics the planner may take the
@@ -67,7 +67,7 @@ STATUS_SQL = {
     "queued": (f"{UNFINISHED} AND queued_until > ?", 2),
     "processing": (f"{UNFINISHED} AND queued_until <= ?", 2),
 }
-RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
+RESET_TABLES = ("tasks", "task_plans", "events", "deliveries", "rules", "scenarios", "cloud_calls")
 
 
 class SQLiteStore:
@@ -238,6 +238,9 @@ class SQLiteStore:
                 conn.execute(SQL_TASK, _task_values(task))
             except sqlite3.IntegrityError:
                 raise DuplicateTaskId(task.task_id) from None
+            conn.execute(
+                "INSERT INTO task_plans (task_id, plan) VALUES (?, ?)", (task.task_id, task.plan)
+            )
             for event in task.events:
                 event.task_id = task.task_id
                 event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
@@ -261,11 +264,15 @@ class SQLiteStore:
         return self._with_counts(page), (offset + limit if more else None)
 
     def _with_counts(self, rows: list[Row]) -> list[Row]:
-        """Add each task's attempt counts (on indexes, for this page only)."""
+        """Add each task's plan and attempt counts (on indexes, for this page only)."""
         if not rows:
             return rows
         ids = [r["task_id"] for r in rows]
         marks = ",".join("?" * len(ids))
+        plans = {
+            r["task_id"]: r["plan"]
+            for r in self._read(f"SELECT * FROM task_plans WHERE task_id IN ({marks})", ids)
+        }
         attempts = {
             r["task_id"]: r
             for r in self._read(
@@ -283,6 +290,7 @@ class SQLiteStore:
             )
         }
         for row in rows:
+            row["plan"] = plans[row["task_id"]]
             counts = attempts.get(row["task_id"])
             row["attempts"] = counts["attempts"] if counts else 0
             row["failed_attempts"] = int(counts["failed"] or 0) if counts else 0
@@ -509,7 +517,6 @@ def _task_values(t: NewTask) -> tuple[Any, ...]:
         t.finish_at,
         t.outcome,
         t.error_code,
-        t.plan,
     )
 
 
