@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import msgspec
@@ -202,11 +203,16 @@ def test_every_bad_body_is_a_client_error_never_a_500(emulator: Any) -> None:
     assert emulator.api("GET", "/api/rules").json()["rules"] == []
 
 
-def test_task_creation_warns_when_no_callback_url_is_set(emulator: Any, receiver: Receiver) -> None:
+def test_task_creation_warns_when_no_callback_url_is_set(
+    emulator: Any, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
     assert emulator.api("POST", "/api/tasks", json={}).json()["warnings"] == []
     emulator.api("PATCH", "/api/config", json={"callback_url": None}).raise_for_status()
-    created = emulator.api("POST", "/api/tasks", json={}).json()
+    with caplog.at_level(logging.WARNING, logger="tiw_emulator"):
+        created = emulator.api("POST", "/api/tasks", json={}).json()
     assert created["warnings"] and "no callback URL" in created["warnings"][0]
+    logged = [r.getMessage() for r in caplog.records if r.name == "tiw_emulator"]
+    assert any(created["task_id"] in m and "no callback URL" in m for m in logged)
     with_url = emulator.api("POST", "/api/tasks", json={"callback_url": receiver.url}).json()
     assert with_url["warnings"] == []
     assert "warnings" not in emulator.api("GET", f"/api/tasks/{created['task_id']}").json()
