@@ -115,10 +115,8 @@ class QAControls:
             sdk_app_id=sdk_app_id,
             callback_url=url,
         )
-        self._storage(lambda: self.store.insert_events([record]))
-        event_id = record.id
         event = Outgoing(
-            id=event_id,
+            id=0,  # the store assigns it, with the attempt, in one commit
             task_id=None,
             seq=0,
             event_type=event_type,
@@ -128,15 +126,7 @@ class QAControls:
             sdk_app_id=sdk_app_id,
             callback_url=url,
         )
-        delivery = self._send_now(event, None)
-        self.store.settle_event(
-            event_id,
-            state="delivered" if delivery["ok"] else "failed",
-            attempts=1,
-            due_at=now,
-            payload=delivery["request_body"],
-        )
-        return delivery
+        return self._send_now(event, None, record)
 
     def redeliver(self, delivery_id: int) -> Row:
         """Send a recorded delivery's payload again, with a fresh Timestamp and signature."""
@@ -165,9 +155,11 @@ class QAControls:
         )
         return self._send_now(event, delivery_id)
 
-    def _send_now(self, event: Outgoing, redelivery_of: int | None) -> Row:
+    def _send_now(
+        self, event: Outgoing, redelivery_of: int | None, adhoc: NewEvent | None = None
+    ) -> Row:
         """One attempt now; returns it as stored (committed before the reply, with its id)."""
-        sent = self.engine.send_now(event, redelivery_of=redelivery_of)
+        sent = self.engine.send_now(event, redelivery_of=redelivery_of, adhoc=adhoc)
         if sent is None:
             raise InvalidState(RESET_DURING_SEND)
         _, stored = sent

@@ -22,7 +22,7 @@ from emulator.core.clock import ClockMode, EmulatedClock
 from emulator.core.config import RuntimeConfig
 from emulator.delivery.scheduler import Outgoing, Scheduler, Wave
 from emulator.delivery.transport import AttemptResult, Transports
-from emulator.store.base import Row, Store
+from emulator.store.base import NewEvent, Row, Store
 
 # JSON is UTF-8 by definition (RFC 8259); SPEC section 2 names the bare media type.
 HEADERS = {"Content-Type": "application/json", "User-Agent": "tiw-emulator"}
@@ -118,9 +118,14 @@ class Dispatcher:
 
     # -- one attempt ---------------------------------------------------------------------------
     async def attempt(
-        self, event: Outgoing, epoch: int, redelivery_of: int | None
+        self,
+        event: Outgoing,
+        epoch: int,
+        redelivery_of: int | None,
+        adhoc: NewEvent | None = None,
     ) -> tuple[Row, Future[Row]] | None:
-        """Send once and record it; None when a reset made the attempt moot."""
+        """Send once and record it (with `adhoc`, the event's row too, in one commit); None
+        when a reset made the attempt moot."""
         cfg = self._config()
         url = event.callback_url or self._resolve_url(event)
         event.attempts += 1
@@ -170,7 +175,7 @@ class Dispatcher:
             "emulated_at": round(emulated_at, 3),
             "redelivery_of": redelivery_of,
         }
-        return attempt, self._store.record_attempt(attempt)
+        return attempt, self._store.record_attempt(attempt, adhoc)
 
     def _gate(self, url: str | None) -> asyncio.Semaphore:
         """The connection limit of the backend `url` points at (scheme, host and port)."""

@@ -18,7 +18,7 @@ from emulator.core.config import RuntimeConfig
 from emulator.delivery.dispatcher import HEADERS, Dispatcher
 from emulator.delivery.scheduler import Outgoing, Scheduler
 from emulator.delivery.transport import Transports
-from emulator.store.base import Row, Store
+from emulator.store.base import NewEvent, Row, Store
 
 T = TypeVar("T")
 STOP_GRACE_S = 3.0
@@ -137,13 +137,19 @@ class Engine:
         return self._wait(advance())
 
     def send_now(
-        self, event: Outgoing, *, redelivery_of: int | None = None
+        self,
+        event: Outgoing,
+        *,
+        redelivery_of: int | None = None,
+        adhoc: NewEvent | None = None,
     ) -> tuple[Row, Future[Row]] | None:
         """One immediate attempt, no retry (ad-hoc events and redeliveries).
 
-        Returns the attempt and the future of its stored row (None if a reset intervened).
+        Returns the attempt and the future of its stored row (None if a reset intervened);
+        `adhoc` is the event's row to store with the attempt.
         """
-        return self._wait(self._dispatcher.attempt(event, self._dispatcher.epoch, redelivery_of))
+        epoch = self._dispatcher.epoch
+        return self._wait(self._dispatcher.attempt(event, epoch, redelivery_of, adhoc))
 
     def reset(self) -> None:
         """Forget everything scheduled; attempts still in flight are not recorded."""

@@ -144,8 +144,12 @@ class Store(Protocol):
 
     # the delivery hot path: write-behind, committed in order, bounded
     def mark_delivering(self, event_id: int) -> None: ...
-    def record_attempt(self, attempt: Row) -> Future[Row]:
-        """Queue an attempt; the future gives the stored row (with its id) once committed."""
+    def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
+        """Queue an attempt; the future gives the stored row (with its id) once committed.
+
+        With `adhoc`, the attempt's event is inserted in the same transaction (settled by the
+        attempt's outcome) and the attempt points at it: one commit per ad-hoc event.
+        """
         ...
 
     def settle_event(

@@ -159,7 +159,9 @@ class SQLiteStore:
                 elif kind == "settle":
                     conn.execute(SQL_SETTLE, op)
                 else:
-                    row, future = op
+                    row, future, adhoc = op
+                    if adhoc is not None:
+                        row = {**row, "event_id": _insert_adhoc(conn, adhoc, row)}
                     values = [_column_value(k, row[k]) for k in _ATTEMPT_COLUMNS]
                     stored = {**row, "id": conn.execute(SQL_ATTEMPT, values).lastrowid}
                     done.append((future, stored))
@@ -333,10 +335,10 @@ class SQLiteStore:
     def mark_delivering(self, event_id: int) -> None:
         self._writes.put("delivering", event_id)
 
-    def record_attempt(self, attempt: Row) -> Future[Row]:
+    def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
         future: Future[Row] = Future()
         future.add_done_callback(self._notify_done)
-        self._writes.put("attempt", (attempt, future))
+        self._writes.put("attempt", (attempt, future, adhoc))
         return future
 
     def _notify_done(self, future: Future[Row]) -> None:
@@ -488,6 +490,17 @@ def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connect
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:
+    """An ad-hoc event's row, settled by its one attempt; returns its id."""
+    event.state = "delivered" if attempt["ok"] else "failed"
+    event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
+    conn.execute(
+        "UPDATE events SET attempts = 1, payload = ? WHERE id = ?",
+        (attempt["request_body"], event.id),
+    )
+    return event.id
 
 
 def _prune(conn: sqlite3.Connection, table: str, keep: int) -> None:

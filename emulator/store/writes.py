@@ -91,7 +91,7 @@ class WriteQueue:
             self._cond.notify_all()
         self.error = None
         for kind, op in batch:
-            if kind == "attempt":
+            if kind == "attempt":  # (row, future, ad-hoc event or None)
                 op[1].set_exception(Discarded("forgotten by a reset"))
 
     def stop(self) -> None:
