@@ -81,14 +81,14 @@ class Dispatcher:
                 finally:
                     queue.popleft()
                     if wave is not None:
-                        wave.settle()
+                        wave.settle(event)
         finally:
             if self._queues.get(key) is queue:
                 del self._queues[key]
             for event, wave in queue:  # stopped: not attempted, so still scheduled in the store
                 event.state = "scheduled"
                 if wave is not None:
-                    wave.settle()
+                    wave.settle(event)
 
     async def _deliver(self, event: Outgoing, epoch: int) -> None:
         recorded = await self.attempt(event, epoch, None)

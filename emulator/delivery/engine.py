@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from emulator.core.clock import ClockMode, EmulatedClock
+from emulator.core.clock import EmulatedClock
 from emulator.core.config import RuntimeConfig
 from emulator.delivery.dispatcher import HEADERS, Dispatcher
 from emulator.delivery.scheduler import Outgoing, Scheduler
@@ -49,13 +49,6 @@ class Engine:
         self._dispatcher.scheduler = self._scheduler
         self._thread = threading.Thread(target=self._run, name="tiw-engine", daemon=True)
         self._ready = threading.Event()
-        self._clock = clock
-        # Events handed over by other threads, taken in by the loop in one go: a burst of
-        # task creations wakes the loop once, and on a manual clock not at all (each wake-up
-        # is a thread switch the creating request pays for).
-        self._inbox: list[Outgoing] = []
-        self._inbox_lock = threading.Lock()
-        self._wake_pending = False
 
     @property
     def thread_ident(self) -> int | None:
@@ -67,7 +60,6 @@ class Engine:
         self._thread.start()
         self._ready.wait()
         self._call(self._scheduler.add, list(pending))
-        self.schedule(())  # take in whatever was handed over before the start
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -94,24 +86,11 @@ class Engine:
 
     # -- public, thread-safe -----------------------------------------------------------------
     def schedule(self, events: Iterable[Outgoing]) -> None:
-        with self._inbox_lock:
-            self._inbox.extend(events)
-            if self._wake_pending or self._clock.mode is ClockMode.MANUAL:
-                return
-            self._wake_pending = True
-        self._call(self._take_inbox)
-
-    def _take_inbox(self) -> None:
-        """On the loop: move handed-over events into the scheduler."""
-        with self._inbox_lock:
-            events, self._inbox = self._inbox, []
-            self._wake_pending = False
-        if events:
-            self._scheduler.add(events)
+        if self._scheduler.offer(list(events)):
+            self._call(self._scheduler.rearm)
 
     def cancel_task(self, task_id: str) -> None:
         async def cancel() -> None:
-            self._take_inbox()
             self._scheduler.cancel_task(task_id)
 
         self._wait(cancel())
@@ -119,22 +98,14 @@ class Engine:
     def clock_changed(self) -> None:
         """Re-arm the timer after a speed or mode change: the same due time, a new deadline."""
 
-        def rearm() -> None:
-            self._take_inbox()
-            self._scheduler.rearm(True)
-
-        self._call(rearm)
+        self._call(self._scheduler.rearm, True)
 
     def advance(self, seconds: float) -> int:
         """Move the clock and fire, in due order, everything due by then; wait for the results."""
         retry = self._config().retry
         min_delay = retry.delay_after(1) if retry.max_attempts > 1 else None
 
-        async def advance() -> int:
-            self._take_inbox()
-            return await self._scheduler.advance(seconds, min_delay)
-
-        return self._wait(advance())
+        return self._wait(self._scheduler.advance(seconds, min_delay))
 
     def send_now(
         self,
@@ -155,12 +126,10 @@ class Engine:
         """Forget everything scheduled; attempts still in flight are not recorded."""
 
         async def reset() -> None:
-            with self._inbox_lock:
-                self._inbox.clear()
             self._dispatcher.reset()
             self._scheduler.clear()
 
         self._wait(reset())
 
     def pending_count(self) -> int:
-        return len(self._scheduler) + len(self._inbox)
+        return len(self._scheduler)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,25 +42,47 @@ class Outgoing:
 
 
 class Wave:
-    """Counts down the events one advance window fired; `done` resolves when all have settled."""
+    """The events one advance has in flight: how many, and the earliest due time among them.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    `changed` is set whenever one settles (sent, failed, or rescheduled as a retry).
+    """
+
+    def __init__(self) -> None:
         self.remaining = 0
-        self.done: asyncio.Future[None] = loop.create_future()
+        self._due: dict[int, float] = {}
+        self._heap: list[tuple[float, int]] = []
+        self.changed = asyncio.Event()
 
-    def add(self) -> None:
+    def add(self, event: Outgoing) -> None:
         self.remaining += 1
+        self._due[event.id] = event.due_at
+        heapq.heappush(self._heap, (event.due_at, event.id))
 
-    def settle(self) -> None:
+    def settle(self, event: Outgoing) -> None:
         self.remaining -= 1
-        if self.remaining <= 0 and not self.done.done():
-            self.done.set_result(None)
+        self._due.pop(event.id, None)
+        self.changed.set()
+
+    def earliest(self) -> float | None:
+        """The earliest due time still in flight (None: nothing is)."""
+        while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
 
 
 Dispatch = Callable[[Outgoing, "Wave | None"], None]
 
 
 class Scheduler:
+    """The heap and its timer (loop thread), plus an inbox other threads hand events to.
+
+    A handed-over event wakes the loop only when no armed timer fires before it is due: the
+    timer's own wake-up takes the inbox in. A burst of task creations thus costs one wake-up,
+    or none, instead of a thread switch each; on a manual clock `advance` takes the inbox in.
+    The inbox, the wake-up flag and the armed due time share one lock, so an event is never
+    left in the inbox behind a timer that was moved later.
+    """
+
     def __init__(
         self, loop: asyncio.AbstractEventLoop, clock: EmulatedClock, dispatch: Dispatch
     ) -> None:
@@ -71,21 +94,51 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._closed = False
+        self._lock = threading.Lock()
+        self._inbox: list[Outgoing] = []
+        self._wake_pending = False
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._inbox)
+
+    # -- any thread ----------------------------------------------------------------------------
+    def offer(self, events: list[Outgoing]) -> bool:
+        """Hand events over; True when the caller must wake the loop (call `rearm` there)."""
+        if not events:
+            return False
+        with self._lock:
+            self._inbox.extend(events)
+            if self._wake_pending or self._clock.mode is ClockMode.MANUAL:
+                return False
+            earliest = min(e.due_at for e in events)
+            if self._timer_due is not None and self._timer_due <= earliest:
+                return False  # that timer fires first and takes the inbox in
+            self._wake_pending = True
+            return True
+
+    # -- the loop thread -------------------------------------------------------------------------
+    def _take_inbox_locked(self) -> None:
+        events, self._inbox = self._inbox, []
+        self._wake_pending = False
+        for event in events:
+            self._push(event)
+
+    def _push(self, event: Outgoing) -> None:
+        event.state = "scheduled"
+        self._pending[event.id] = event
+        heapq.heappush(self._heap, (event.due_at, event.id))
 
     def add(self, events: list[Outgoing]) -> None:
         for event in events:
-            event.state = "scheduled"
-            self._pending[event.id] = event
-            heapq.heappush(self._heap, (event.due_at, event.id))
+            self._push(event)
         self.rearm()
 
     def forget(self, event_id: int) -> None:
         self._pending.pop(event_id, None)
 
     def cancel_task(self, task_id: str) -> None:
+        with self._lock:
+            self._take_inbox_locked()
         for event in self._pending.values():
             if event.task_id == task_id:
                 event.state = "cancelled"
@@ -93,6 +146,9 @@ class Scheduler:
         self.rearm()
 
     def clear(self) -> None:
+        with self._lock:
+            self._inbox.clear()
+            self._wake_pending = False
         self._heap.clear()
         self._pending.clear()
         self.rearm()
@@ -100,31 +156,37 @@ class Scheduler:
     def close(self) -> None:
         """Fire nothing more (shutting down); an advance in progress returns."""
         self._closed = True
-        self.stop()
+        with self._lock:
+            self._stop_locked()
 
-    def stop(self) -> None:
+    def _stop_locked(self) -> None:
         if self._timer:
             self._timer.cancel()
             self._timer, self._timer_due = None, None
 
     def rearm(self, force: bool = False) -> None:
-        while self._heap and not self._is_live(*self._heap[0]):
-            heapq.heappop(self._heap)
-        due = self._heap[0][0] if self._heap else None
-        if due == self._timer_due and self._timer is not None and not force:
-            return
-        self.stop()
-        if due is None or self._closed:
-            return
-        deadline = self._clock.deadline_for(due)
-        if deadline is None:  # manual clock: only advance() fires events
-            return
-        delay = max(0.0, deadline - self._clock.monotonic() - TIMER_LEAD_S)
-        self._timer = self._loop.call_later(delay, self._on_timer, deadline)
-        self._timer_due = due
+        """Take the inbox in and (re)arm the timer for the earliest live event."""
+        with self._lock:
+            self._take_inbox_locked()
+            while self._heap and not self._is_live(*self._heap[0]):
+                heapq.heappop(self._heap)
+            due = self._heap[0][0] if self._heap else None
+            if due == self._timer_due and self._timer is not None and not force:
+                return
+            self._stop_locked()
+            if due is None or self._closed:
+                return
+            deadline = self._clock.deadline_for(due)
+            if deadline is None:  # manual clock: only advance() fires events
+                return
+            delay = max(0.0, deadline - self._clock.monotonic() - TIMER_LEAD_S)
+            self._timer = self._loop.call_later(delay, self._on_timer, deadline)
+            self._timer_due = due
 
     def _on_timer(self, deadline: float) -> None:
-        self._timer, self._timer_due = None, None
+        with self._lock:
+            self._timer, self._timer_due = None, None
+            self._take_inbox_locked()
         early = deadline - self._clock.monotonic()
         if 0 < early <= TIMER_LEAD_S:
             time.sleep(early)  # at most TIMER_LEAD_S; precise, unlike the poll timeout
@@ -149,33 +211,40 @@ class Scheduler:
                 event = self._pending[event_id]
                 event.state = "delivering"
                 if wave is not None:
-                    wave.add()
+                    wave.add(event)
                 self._dispatch(event, wave)
                 fired += 1
         return fired
 
     async def advance(self, seconds: float, min_retry_delay: float | None) -> int:
-        """Move the clock by `seconds` and fire what falls due, window by window, in due order.
+        """Move the clock by `seconds` and fire what falls due, in due order, retries included.
 
-        Returns once every fired event has settled (sent, failed, or rescheduled as a retry).
+        A retry falls due at least `min_retry_delay` after its attempt, so an event may go out
+        once it is due less than that after the earliest attempt still in flight: no retry
+        born later can be due before it. The window slides as attempts settle, so a backend's
+        answers pace the advance without stopping it. Returns once every fired event settled.
         """
         target = self._clock.advance(seconds)
         if self._clock.mode is ClockMode.REAL:
             target = self._clock.now()
-        fired = 0
-        while True:
+        wave, fired = Wave(), 0
+        while not self._closed:
             first = self.next_due()
-            if first is None or first > target + 1e-9:
+            if first is not None and first <= target + 1e-9:
+                floor = wave.earliest()
+                base = first if floor is None else min(floor, first)
+                until = target
+                if min_retry_delay is not None:
+                    until = min(target, base + min_retry_delay - 1e-6) if min_retry_delay else base
+                count = self.fire_due(until, wave)
+                if count:
+                    fired += count
+                    continue
+            elif wave.remaining == 0:
                 break
-            until = target
-            if min_retry_delay is not None:
-                # A retry lands at least min_retry_delay after its attempt: nothing fired
-                # in this window can be overtaken by a retry born inside it.
-                until = min(target, first + min_retry_delay - 1e-6) if min_retry_delay else first
-            wave = Wave(self._loop)
-            count = self.fire_due(until, wave)
-            if count:
-                fired += count
-                await wave.done
+            if wave.remaining == 0:
+                continue  # nothing in flight: the next pass fires the first event
+            wave.changed.clear()
+            await wave.changed.wait()
         self.rearm()
         return fired

@@ -254,16 +254,22 @@ class SQLiteStore:
         return str(rows[0]["task_id"]) if rows else None
 
     def get_task(self, task_id: str) -> Row | None:
-        rows = self._with_counts(self._read("SELECT * FROM tasks WHERE task_id = ?", (task_id,)))
+        with self._lock:  # one consistent view: no reset between the row and its plan
+            rows = self._read("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+            rows = self._with_counts(rows)
         return rows[0] if rows else None
 
     def list_tasks(
         self, where: TaskFilter, *, now: float, limit: int, offset: int
     ) -> tuple[list[Row], int | None]:
         sql, args = task_query(where, now)
-        rows = self._read(f"{sql} ORDER BY rowid DESC LIMIT ? OFFSET ?", [*args, limit + 1, offset])
-        page, more = rows_to_page(rows, limit)
-        return self._with_counts(page), (offset + limit if more else None)
+        with self._lock:  # one consistent view: no reset between the page and its plans
+            rows = self._read(
+                f"{sql} ORDER BY rowid DESC LIMIT ? OFFSET ?", [*args, limit + 1, offset]
+            )
+            page, more = rows_to_page(rows, limit)
+            page = self._with_counts(page)
+        return page, (offset + limit if more else None)
 
     def _with_counts(self, rows: list[Row]) -> list[Row]:
         """Add each task's plan and attempt counts (on indexes, for this page only)."""
