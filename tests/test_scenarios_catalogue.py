@@ -233,3 +233,18 @@ def test_expired_signature(emulator: Any, receiver: Receiver) -> None:
         assert body["Sign"] == sign(KEY, body["ExpireTime"])  # right key, but already expired
         ok, reason = verify(KEY, body["ExpireTime"], body["Sign"], now=body["Timestamp"])
         assert not ok and "past" in reason
+
+
+def test_every_built_in_file_validates_against_the_published_schema() -> None:
+    """Start-up skips the schema pass for the built-in files; this is where they are checked."""
+    import jsonschema
+    import yaml
+
+    from emulator.core.scenarios import SCHEMA
+
+    files = sorted(BUILTIN_DIR.glob("*.yaml"))
+    assert files
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for path in files:
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8"))))
+        assert errors == [], (path.name, [e.message for e in errors])
