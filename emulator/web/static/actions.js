@@ -109,6 +109,7 @@ export function renderConfig() {
   if (document.activeElement !== url) url.value = c.callback_url || "";
   $("config-key-shown").textContent = c.callback_key === null ? "none (callbacks unsigned)" : c.callback_key;
   if (document.activeElement !== $("clock-speed-input")) $("clock-speed-input").value = c.speed;
+  if (document.activeElement !== $("clock-mode-input")) $("clock-mode-input").value = c.clock;
   $("config-strict").checked = Boolean(c.strict_ack);
   const rows = [
     ["SdkAppId", c.sdk_app_id],
@@ -195,9 +196,11 @@ export function bindActions() {
   $("speed-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     guarded($("speed-submit"), async () => {
-      shared.config = await api("PATCH", "/api/config", { speed: Number($("clock-speed-input").value) });
+      shared.config = await api("PATCH", "/api/config", {
+        clock: $("clock-mode-input").value, speed: Number($("clock-speed-input").value),
+      });
       renderConfig();
-      notify(`Clock speed ×${shared.config.speed}`, true);
+      notify(`Clock ${shared.config.clock}, speed ×${shared.config.speed}`, true);
       await onChange({});
     });
   });

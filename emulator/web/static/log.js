@@ -24,7 +24,8 @@ async function resolveScope(f) {
   const server = { ok: f.ok, status_code: f.status_code, event_type: f.event_type, task_id: f.task };
   if (f.task || !(f.scenario || f.outcome || f.room)) return { server, taskIds: null, note: "" };
   const { ids, truncated } = await matchingTaskIds(f);
-  const note = truncated ? "over 1000 tasks match the task filters: only the newest 1000 are searched" : "";
+  const note = `scenario, outcome and room are matched in the browser against ${ids.size} task(s)` +
+    (truncated ? " (the newest 1000 that match: narrow the filter for older ones)" : "");
   if (ids.size === 1) return { server: { ...server, task_id: [...ids][0] }, taskIds: null, note };
   return { server, taskIds: ids, note };
 }
@@ -52,7 +53,9 @@ function deliveryRow(d) {
   return el("tr", {
     dataset: { deliveryId: d.id, ok: d.ok ? "true" : "false" },
     className: `${d.ok ? "" : "failed"} ${d.id === state.selected ? "selected" : ""}`,
+    tabindex: 0,
     onclick: () => select(d.id, true),
+    onkeydown: (ev) => { if (ev.key === "Enter") select(d.id, true); },
   },
   el("td", {}, chip(status, d.ok ? "ok" : "bad", d.error || (d.ok ? "acknowledged" : "not acknowledged"))),
   el("td", {}, el("span", { className: "event" }, shortEvent(d.event_type)),
@@ -108,8 +111,8 @@ export async function refreshLog() {
   if (data.deliveries.length >= PAGE) { await reloadLog(); return; }  // a gap: start over
   let fresh = data.deliveries.reverse();
   if (state.scope.taskIds) {
-    // A new task may match the task filters now: look the filters up again.
-    state.scope = await resolveScope(filters());
+    // An attempt of a task not seen yet may match the task filters: look them up again.
+    if (fresh.some((d) => !state.scope.taskIds.has(d.task_id))) state.scope = await resolveScope(filters());
     if (state.scope.taskIds) fresh = fresh.filter((d) => state.scope.taskIds.has(d.task_id));
   }
   if (!fresh.length) return;

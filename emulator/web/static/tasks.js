@@ -24,12 +24,14 @@ function taskRow(task, selected) {
   return el("tr", {
     dataset: { taskId: task.task_id, status: task.status, health: health ? health.kind : "ok" },
     className: `${task.task_id === selected ? "selected" : ""} ${health ? health.kind : ""}`,
+    tabindex: 0,
     onclick: () => openTask(task.task_id),
+    onkeydown: (ev) => { if (ev.key === "Enter") openTask(task.task_id); },
   },
   el("td", {}, taskChip(task), healthNote(task)),
   el("td", {}, progressBar(task)),
   el("td", {}, task.scenario, code ? el("span", { className: "sub err code" }, code) : null),
-  el("td", { className: "mono" }, task.room_id),
+  el("td", { className: "mono opt-phone" }, task.room_id),
   el("td", { className: "mono opt" }, task.task_id));
 }
 
@@ -77,7 +79,7 @@ function attemptRow(d) {
     el("td", {}, el("a", { href: linkTo({ view: "log", task: d.task_id, d: d.id }) }, `#${d.id} ${shortEvent(d.event_type)}`),
       el("span", { className: "sub" }, d.redelivery_of ? `redelivery of #${d.redelivery_of}` : `attempt ${d.attempt}`)),
     el("td", { className: "mono when" }, fmtTime(d.started_at), el("span", { className: "sub" }, "wall")),
-    el("td", { className: "mono num" }, fmtMs(d.duration_ms)));
+    el("td", { className: "mono num opt-phone" }, fmtMs(d.duration_ms)));
 }
 
 export async function refreshTaskView() {
