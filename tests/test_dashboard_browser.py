@@ -10,7 +10,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from tencentcloud.common.common_client import CommonClient
+from tencentcloud.common.credential import Credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
 
+from emulator.core.config import DEMO_SECRET_ID, DEMO_SECRET_KEY
 from emulator.receiver import Received, Receiver, Reply
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install -e '.[dev]'")
@@ -360,10 +366,34 @@ def test_qa_actions_from_the_page(
     assert "Reset the emulator" in accept_confirm(browser)
     wait_until(browser, lambda d: emu.api("GET", "/api/tasks").json()["tasks"] == [], "reset")
 
-    # The cloud API call log view answers (its rows are tested at the HTTP level).
-    click(browser, "#tab-cloud")
-    wait_until(browser, lambda d: d.find_element(By.ID, "cloud-empty").is_displayed(), "cloud log")
     assert js(browser, "return window.__sameDocument") is True
+
+
+def test_cloud_api_call_log_with_filters(
+    make_emulator: Any, browser: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # the SDK hands HTTP_PROXY to requests itself
+    emu = make_emulator()
+    task_id = emu.api("POST", "/api/tasks", json={"room_id": 6001}).json()["task_id"]
+    endpoint = emu.url.removeprefix("http://")
+    profile = ClientProfile(httpProfile=HttpProfile(endpoint=endpoint, protocol="http"))
+    sdk = CommonClient(
+        "tiw", "2019-09-19", Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY), "ap-guangzhou", profile
+    )
+    sdk.call_json("DescribeOfflineRecord", {"SdkAppId": 1400000001, "TaskId": task_id})
+    with pytest.raises(TencentCloudSDKException):
+        sdk.call_json("DescribeOfflineRecord", {"SdkAppId": 1400000001, "TaskId": "no-such-task"})
+
+    open_page(browser, emu.url + "/ui/?view=cloud")
+    wait_until(browser, lambda d: len(css(d, "#cloud-rows tr")) == 2, "both calls listed")
+    assert len(css(browser, "#cloud-rows tr[data-ok='false']")) == 1
+    assert "DescribeOfflineRecord" in text_of(browser, "#cloud-rows")
+    fill(browser, "f-c_task", task_id)
+    click(browser, "#cloud-filters button[type='submit']")
+    wait_until(browser, lambda d: len(css(d, "#cloud-rows tr")) == 1, "the task's call only")
+    assert css(browser, "#cloud-rows tr[data-ok='true']")
+    assert url_params(browser)["c_task"] == [task_id]
 
 
 @pytest.mark.parametrize("width", [1366, 390])

@@ -10,6 +10,7 @@ const PAGE = 100;
 const SCAN_PAGE = 500;  // pages read when a task-level filter is applied in the browser
 const SCAN_PAGES = 10;
 const BULK_MAX = 5000;
+const MAX_ROWS = 1000;  // a tab left open on a busy emulator keeps the newest; older ones page back
 const FILTERS = ["ok", "status_code", "event_type", "scenario", "outcome", "room", "task"];
 
 const state = { rows: [], next: null, filterKey: "", scope: null, selected: null, loading: null };
@@ -117,6 +118,10 @@ export async function refreshLog() {
   }
   if (!fresh.length) return;
   state.rows = [...fresh, ...state.rows];
+  if (state.rows.length > MAX_ROWS) {
+    state.rows = state.rows.slice(0, MAX_ROWS);
+    state.next = state.rows[state.rows.length - 1].id;
+  }
   render();
   fillTaskInfo();
 }
