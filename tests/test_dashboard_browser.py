@@ -406,7 +406,7 @@ def test_page_fits_a_laptop_and_a_phone(
     browser.set_window_size(width, 800)
     for view in ("", "?view=tasks", "?view=actions", "?view=cloud", "?ok=false&d=1"):
         browser.get(f"{emu.url}/ui/{view}")
-        wait_until(browser, lambda d: css(d, "#live[data-state='live']"), "the page")
+        wait_until(browser, lambda d: css(d, "body[data-loaded]"), f"the page {view}")
         overflow = js(
             browser,
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth",

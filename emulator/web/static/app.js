@@ -61,7 +61,8 @@ function showView() {
     : view === "tasks" ? Promise.all([refreshTasks(true), refreshTaskView()])
       : view === "actions" ? Promise.all([refreshRules(), refreshConfig()])
         : refreshCloud();
-  load.catch((err) => notify(err.message));
+  delete document.body.dataset.loaded;
+  load.then(() => { document.body.dataset.loaded = view; }).catch((err) => notify(err.message));
 }
 
 function go(view, extra, push = true) {

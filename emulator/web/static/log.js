@@ -13,7 +13,7 @@ const BULK_MAX = 5000;
 const MAX_ROWS = 1000;  // a tab left open on a busy emulator keeps the newest; older ones page back
 const FILTERS = ["ok", "status_code", "event_type", "scenario", "outcome", "room", "task"];
 
-const state = { rows: [], next: null, filterKey: "", scope: null, selected: null, loading: null };
+const state = { rows: [], next: null, filterKey: "", scope: null, selected: null };
 
 export function filters() {
   const params = urlState();
@@ -76,7 +76,9 @@ function render() {
   $("log-empty").hidden = state.rows.length > 0;
   $("log-more").hidden = state.next === null;
   $("log-count").textContent = state.rows.length ? `(${state.rows.length}${state.next !== null ? "+" : ""})` : "";
-  $("log-note").textContent = state.scope ? state.scope.note : "";
+  const scanned = state.scope && state.scope.taskIds && state.next !== null
+    ? `; searched back to attempt #${state.next}, "Older attempts" searches further` : "";
+  $("log-note").textContent = state.scope ? state.scope.note + scanned : "";
 }
 
 async function fillTaskInfo() {
@@ -136,8 +138,7 @@ export function select(id, push) {
 export function showSelected() {
   const id = Number(urlState().get("d")) || null;
   state.selected = id;
-  if (id) showDelivery(id, state.rows.find((d) => d.id === id) || null);
-  else showDelivery(null, null);
+  return showDelivery(id, id ? state.rows.find((d) => d.id === id) || null : null);
 }
 
 function readFilterForm() {
