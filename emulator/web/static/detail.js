@@ -7,6 +7,7 @@ import {
 import { cachedTask, loadTasks } from "./taskcache.js";
 
 let current = null;
+let shown = 0;  // the latest request to show an attempt: an earlier, slower one must not win
 let onRedelivered = () => {};
 
 export function setRedeliveredHandler(handler) { onRedelivered = handler; }
@@ -19,6 +20,7 @@ async function fetchDelivery(id) {
 
 export async function showDelivery(id, row) {
   const pane = $("delivery-detail");
+  const ticket = ++shown;
   if (!id) {
     current = null;
     $("detail-none").hidden = false;
@@ -26,8 +28,10 @@ export async function showDelivery(id, row) {
     return;
   }
   const d = row || await fetchDelivery(id);
+  if (ticket !== shown) return;
   if (!d) { notify(`Delivery #${id} is not in the log (reset or pruned).`); return; }
   if (d.task_id) await loadTasks([d.task_id]);
+  if (ticket !== shown) return;
   current = d;
   $("detail-none").hidden = true;
   $("detail-content").hidden = false;
