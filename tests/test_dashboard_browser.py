@@ -412,3 +412,21 @@ def test_page_fits_a_laptop_and_a_phone(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
         )
         assert overflow <= 0, f"{view or 'log'} scrolls sideways by {overflow}px at {width}px"
+
+
+def test_log_pages_back_with_the_api_cursor(
+    make_emulator: Any, receiver: Receiver, browser: WebDriver
+) -> None:
+    emu = make_emulator(callback_url=receiver.url, callback_key=KEY)
+    for room in range(3001, 3031):
+        emu.api("POST", "/api/tasks", json={"scenario": "success", "room_id": room})
+    emu.api("POST", "/api/clock/advance", json={"seconds": 86400})
+    logged = all_deliveries(emu)
+    assert len(logged) > 100  # more than one page
+    open_page(browser, emu.url + "/ui/")
+    wait_until(browser, lambda d: len(log_ids(d)) == 100, "the first page")
+    assert log_ids(browser) == sorted((d["id"] for d in logged), reverse=True)[:100]
+    click(browser, "#log-more")
+    wait_until(browser, lambda d: len(log_ids(d)) == len(logged), "every attempt, paged back")
+    assert log_ids(browser) == sorted((d["id"] for d in logged), reverse=True)
+    assert not browser.find_element(By.ID, "log-more").is_displayed()
