@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8765
 
-.PHONY: run serve test lint bench image clean
+.PHONY: run serve test lint bench image screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ serve: $(STAMP)
 	@$(BIN)/tiw-emulator serve --port $(PORT); rc=$$?; $(PORT_HINT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check emulator tests examples bench
-	$(BIN)/ruff format --check emulator tests examples bench
+	$(BIN)/ruff check emulator tests examples bench docs
+	$(BIN)/ruff format --check emulator tests examples bench docs
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
@@ -38,6 +38,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The README's dashboard screenshots (docs/dashboard-*.png), taken in headless Chromium with the
+# browser tests' tooling (apt-get install -y chromium chromium-driver).
+screenshots: $(STAMP)
+	$(BIN)/python docs/screenshots.py --out docs
 
 # The container image, with whichever engine is here: docker (if its daemon answers), buildah,
 # then podman. `--format docker` because OCI image configs cannot carry a HEALTHCHECK.

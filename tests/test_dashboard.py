@@ -16,7 +16,12 @@ import requests
 
 from emulator.receiver import Receiver
 from emulator.web.app import create_app, get_emulator
-from emulator.web.dashboard import DeliveryFeed, create_dashboard_blueprint, stream_deliveries
+from emulator.web.dashboard import (
+    STATIC_DIR,
+    DeliveryFeed,
+    create_dashboard_blueprint,
+    stream_deliveries,
+)
 
 KEY = "Xz4ZgayTr7rMgWQrH"
 
@@ -42,18 +47,30 @@ def test_page_and_assets_are_served_locally(client: Any) -> None:
     page = client.get("/ui/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert sorted(assets) == ["static/app.css", "static/app.js"]  # no CDN, nothing remote
-    for asset, mimetype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+    assets = re.findall(r'<(?:link|script)[^>]*(?:src|href)="([^"]+)"', html)
+    assert sorted(assets) == ["static/app.css", "static/app.js", "static/favicon.svg"]
+    # app.js imports its modules by relative path: every one is served, none is remote.
+    modules = set(re.findall(r'from "\./([a-z]+\.js)"', client.get("/ui/static/app.js").text))
+    assert {"lib.js", "log.js", "tasks.js", "actions.js"} <= modules
+    for asset, mimetype in (
+        ("app.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+        *((m, "text/javascript") for m in sorted(modules)),
+    ):
         response = client.get(f"/ui/static/{asset}")
-        assert response.status_code == 200 and response.mimetype == mimetype
+        assert response.status_code == 200 and response.mimetype == mimetype, asset
+        assert "https://" not in response.text and "http://cdn" not in response.text
     assert client.get("/ui").status_code == 308  # /ui redirects to /ui/
 
 
-def test_script_never_writes_server_data_as_html(client: Any) -> None:
-    script = client.get("/ui/static/app.js").get_data(as_text=True)
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
-    assert "document.write" not in script
+def test_scripts_never_write_server_data_as_html() -> None:
+    scripts = sorted(STATIC_DIR.glob("*.js"))
+    assert len(scripts) >= 5
+    for script in scripts:
+        text = script.read_text()
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text, script.name
+        assert "document.write" not in text and "outerHTML" not in text, script.name
 
 
 def test_secrets_never_reach_the_page(client: Any) -> None:
