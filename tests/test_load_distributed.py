@@ -19,7 +19,7 @@ from emulator.load import LOCUSTFILE
 from emulator.receiver import Received, Receiver, Reply
 
 KEY = "distributed-key"
-TASKS = 30
+TASKS = 60
 
 
 def free_port() -> int:
@@ -64,7 +64,7 @@ def test_master_and_two_workers_deliver_every_callback_signed_in_order(
     master = locust(
         *("-f", str(LOCUSTFILE), "--master", "--headless", "--expect-workers", "2"),
         *("--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)),
-        *("--host", receiver.url, "-u", "6", "-r", "6", *bound),
+        *("--host", receiver.url, "-u", "6", "-r", "100", *bound),  # all users at once
         *("--mix", "success=3,transcode-failure=1"),
         *("--callback-key", KEY, "--summary-file", str(summary_file), "--only-summary"),
         cwd=tmp_path,
