@@ -138,20 +138,7 @@ def _schedule_paced(
         assert deadline is not None
         deadlines[f"{task_id}|{payloads.PROGRESS_CHANGED}|50"] = deadline
     emu.store.insert_events(rows)
-    emu.engine.schedule(
-        Outgoing(
-            id=e.id,
-            task_id=e.task_id,
-            seq=1,
-            event_type=e.event_type,
-            due_at=e.due_at,
-            data_json=e.event_data,
-            sign_mode=SignMode.VALID,
-            sdk_app_id=e.sdk_app_id,
-            callback_url=None,
-        )
-        for e in rows
-    )
+    emu.engine.schedule(Outgoing.of(e) for e in rows)
     return deadlines
 
 

@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 from emulator.core import payloads
-from emulator.core.signing import SignMode
 from emulator.delivery.scheduler import Outgoing
 from emulator.receiver import Receiver, Reply
 from emulator.store.base import DeliveryFilter, NewEvent
@@ -208,21 +207,7 @@ def _schedule(emu: Any, task_id: str, due_at: float) -> None:
         task_id=task_id,
     )
     emu.store.insert_events([event])
-    emu.engine.schedule(
-        [
-            Outgoing(
-                id=event.id,
-                task_id=task_id,
-                seq=1,
-                event_type=event.event_type,
-                due_at=due_at,
-                data_json=data,
-                sign_mode=SignMode.VALID,
-                sdk_app_id=event.sdk_app_id,
-                callback_url=None,
-            )
-        ]
-    )
+    emu.engine.schedule([Outgoing.of(event)])
 
 
 def test_one_advance_sends_every_attempt_retries_included_in_due_order(

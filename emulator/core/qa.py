@@ -115,17 +115,7 @@ class QAControls:
             sdk_app_id=sdk_app_id,
             callback_url=url,
         )
-        event = Outgoing(
-            id=0,  # the store assigns it, with the attempt, in one commit
-            task_id=None,
-            seq=0,
-            event_type=event_type,
-            due_at=now,
-            data_json=record.event_data,
-            sign_mode=mode,
-            sdk_app_id=sdk_app_id,
-            callback_url=url,
-        )
+        event = Outgoing.of(record)  # id 0: the store assigns it, with the attempt, in one commit
         return self._send_now(event, None, record)
 
     def redeliver(self, delivery_id: int) -> Row:

@@ -27,7 +27,6 @@ from emulator.core.errors import (
 )
 from emulator.core.qa import QAControls
 from emulator.core.scenarios import BUILTIN_DIR, Catalogue, Scenario, load_dir, parse_scenario
-from emulator.core.signing import SignMode
 from emulator.core.timeline import Plan, plan_task
 from emulator.core.views import event_view, task_view
 from emulator.delivery.engine import Engine
@@ -103,7 +102,7 @@ class Emulator(QAControls):
     def start(self) -> Emulator:
         if not self._started:
             self._started = True
-            self.engine.start(_outgoing(r) for r in self.store.pending_events())
+            self.engine.start(Outgoing.of(r) for r in self.store.pending_events())
         return self
 
     def close(self) -> None:
@@ -414,34 +413,5 @@ def _random_room(rng: random.Random) -> int:
     return rng.randint(10_000, 99_999_999)
 
 
-def _outgoing(row: Row) -> Outgoing:
-    return Outgoing(
-        id=row["id"],
-        task_id=row["task_id"],
-        seq=row["seq"],
-        event_type=row["event_type"],
-        due_at=row["due_at"],
-        data_json=row["event_data"],
-        sign_mode=SignMode(row["sign_mode"]),
-        sdk_app_id=row["sdk_app_id"],
-        callback_url=row["callback_url"],
-        attempts=row["attempts"],
-    )
-
-
 def _outgoing_of(task: NewTask) -> list[Outgoing]:
-    return [
-        Outgoing(
-            id=e.id,
-            task_id=task.task_id,
-            seq=e.seq,
-            event_type=e.event_type,
-            due_at=e.due_at,
-            data_json=e.event_data,
-            sign_mode=SignMode(e.sign_mode),
-            sdk_app_id=e.sdk_app_id,
-            callback_url=task.callback_url,
-        )
-        for e in task.events
-        if e.state == "scheduled"
-    ]
+    return [Outgoing.of(e) for e in task.events if e.state == "scheduled"]

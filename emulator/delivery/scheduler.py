@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from emulator.core.clock import ClockMode, EmulatedClock
 from emulator.core.signing import SignMode
+from emulator.store.base import NewEvent, Row
 
 # asyncio rounds its poll timeout up to whole milliseconds, so a timer set for the deadline
 # fires up to 1 ms late: wake up to TIMER_LEAD_S early and finish the wait precisely.
@@ -39,6 +40,23 @@ class Outgoing:
     callback_url: str | None  # fixed URL for this event, else resolved when it is sent
     attempts: int = 0
     state: str = "scheduled"
+
+    @classmethod
+    def of(cls, event: NewEvent | Row) -> Outgoing:
+        """The callback for a planned event (as inserted) or a stored events row."""
+        row = vars(event) if isinstance(event, NewEvent) else event
+        return cls(
+            id=row["id"],
+            task_id=row["task_id"],
+            seq=row["seq"],
+            event_type=row["event_type"],
+            due_at=row["due_at"],
+            data_json=row["event_data"],
+            sign_mode=SignMode(row["sign_mode"]),
+            sdk_app_id=row["sdk_app_id"],
+            callback_url=row["callback_url"],
+            attempts=row.get("attempts", 0),
+        )
 
 
 class Wave:
