@@ -191,11 +191,11 @@ def test_speed_change_at_run_time_keeps_emulated_due_times(
     ]
 
 
-def _schedule(emu: Any, task_id: str, due_at: float) -> None:
+def _schedule(emu: Any, task_id: str, due_at: float, seq: int = 1, progress: int = 10) -> None:
     """One planned callback for `task_id` at emulated `due_at` (bypassing scenario timing)."""
-    data = payloads.encode_data(payloads.progress_data(task_id, 1, 10))
+    data = payloads.encode_data(payloads.progress_data(task_id, 1, progress))
     event = NewEvent(
-        seq=1,
+        seq=seq,
         event_type=payloads.PROGRESS_CHANGED,
         due_at=due_at,
         state="scheduled",
@@ -210,25 +210,30 @@ def _schedule(emu: Any, task_id: str, due_at: float) -> None:
     emu.engine.schedule([Outgoing.of(event)])
 
 
-def test_one_advance_sends_every_attempt_retries_included_in_due_order(
+def test_one_advance_sends_a_tasks_attempts_retries_included_in_due_order(
     make_emulator: Any, receiver: Receiver
 ) -> None:
-    """A fails at t, is retried at t+1 (fast policy) and t+3; B is due at t+2: A, A, B, A."""
+    """Task A: Progress 10 due at t fails and is retried at t+1 and t+3 (fast policy); its
+    Progress 20 is due at t+2. A's backend sees 10, 10, 20, 10: the first retry before the
+    later event, as their due times say (it used to get 10, 20, 10, 10). Task B, due at t+2
+    too, is not held back by A's retries."""
     emu = make_emulator(callback_url=receiver.url, retry="fast").emu
-    receiver.respond = lambda r: Reply(500 if r.json["EventData"]["TaskId"] == "A" else 200)
+    receiver.respond = lambda r: Reply(500 if r.json["EventData"]["Progress"] == 10 else 200)
     now = emu.clock.now()
-    _schedule(emu, "A", now + 10)
-    _schedule(emu, "B", now + 12)
+    _schedule(emu, "A", now + 10, seq=1, progress=10)
+    _schedule(emu, "A", now + 12, seq=2, progress=20)
+    _schedule(emu, "B", now + 12, seq=1, progress=30)
     emu.advance(60)
-    order = [(r.json["EventData"]["TaskId"]) for r in receiver.received]
-    assert order == ["A", "A", "B", "A"]
+    seen = [r.json["EventData"] for r in receiver.received]
+    assert [d["Progress"] for d in seen if d["TaskId"] == "A"] == [10, 10, 20, 10]
+    assert [d["Progress"] for d in seen if d["TaskId"] == "B"] == [30]
     attempts, _ = emu.deliveries(limit=10)
-    assert [(d["task_id"], round(d["emulated_at"] - now, 2)) for d in attempts] == [
-        ("A", 10.0),
-        ("A", 11.0),
-        ("B", 12.0),
-        ("A", 13.0),
-    ]
+    timeline = sorted(
+        (round(d["emulated_at"] - now, 2), json.loads(d["request_body"])["EventData"]["Progress"])
+        for d in attempts
+        if d["task_id"] == "A"
+    )
+    assert timeline == [(10.0, 10), (11.0, 10), (12.0, 20), (13.0, 10)]
 
 
 def test_a_clean_stop_leaves_no_event_marked_delivering(tmp_path: Any, receiver: Receiver) -> None:

@@ -20,7 +20,7 @@ from emulator.core import payloads
 from emulator.core.ack import acknowledged, reason_not_acknowledged
 from emulator.core.clock import ClockMode, EmulatedClock
 from emulator.core.config import RuntimeConfig
-from emulator.delivery.scheduler import Outgoing, Scheduler, Wave
+from emulator.delivery.scheduler import Outgoing, Scheduler, Wave, task_key
 from emulator.delivery.transport import AttemptResult, Transports
 from emulator.store.base import NewEvent, Row, Store
 
@@ -60,7 +60,7 @@ class Dispatcher:
     # -- queues ------------------------------------------------------------------------------
     def dispatch(self, event: Outgoing, wave: Wave | None) -> None:
         """Queue the event behind its task's earlier callbacks; one worker drains each queue."""
-        key = event.task_id or f"adhoc-{event.id}"
+        key = task_key(event)
         queue = self._queues.get(key)
         if queue is not None:
             queue.append((event, wave))

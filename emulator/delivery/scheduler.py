@@ -59,8 +59,13 @@ class Outgoing:
         )
 
 
+def task_key(event: Outgoing) -> str:
+    """The queue an event goes out in: its task's, or its own for an ad-hoc event."""
+    return event.task_id or f"adhoc-{event.id}"
+
+
 class Wave:
-    """The events one advance has in flight: how many, and the earliest due time among them.
+    """The events one advance has in flight, per task, and which tasks settled one since.
 
     `changed` is set whenever one settles (sent, failed, or rescheduled as a retry).
     """
@@ -68,24 +73,30 @@ class Wave:
     def __init__(self) -> None:
         self.remaining = 0
         self._due: dict[int, float] = {}
-        self._heap: list[tuple[float, int]] = []
+        self._by_task: dict[str, list[tuple[float, int]]] = {}
+        self.settled: set[str] = set()
         self.changed = asyncio.Event()
 
     def add(self, event: Outgoing) -> None:
         self.remaining += 1
         self._due[event.id] = event.due_at
-        heapq.heappush(self._heap, (event.due_at, event.id))
+        heapq.heappush(self._by_task.setdefault(task_key(event), []), (event.due_at, event.id))
 
     def settle(self, event: Outgoing) -> None:
         self.remaining -= 1
         self._due.pop(event.id, None)
+        self.settled.add(task_key(event))
         self.changed.set()
 
-    def earliest(self) -> float | None:
-        """The earliest due time still in flight (None: nothing is)."""
-        while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+    def earliest(self, key: str) -> float | None:
+        """The earliest due time the task `key` has in flight (None: nothing)."""
+        heap = self._by_task.get(key)
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        if not heap:
+            self._by_task.pop(key, None)
+            return None
+        return heap[0][0]
 
 
 Dispatch = Callable[[Outgoing, "Wave | None"], None]
@@ -237,32 +248,62 @@ class Scheduler:
     async def advance(self, seconds: float, min_retry_delay: float | None) -> int:
         """Move the clock by `seconds` and fire what falls due, in due order, retries included.
 
-        A retry falls due at least `min_retry_delay` after its attempt, so an event may go out
-        once it is due less than that after the earliest attempt still in flight: no retry
-        born later can be due before it. The window slides as attempts settle, so a backend's
-        answers pace the advance without stopping it. Returns once every fired event settled.
+        A retry falls due at least `min_retry_delay` after its attempt. So an event goes out
+        at once unless its own task has an attempt in flight due more than that delay before
+        it: then it waits (parked) until that attempt settles, and any retry it makes is sent
+        first. Other tasks are never held back, so a slow backend paces only its own tasks.
+        Returns once every fired event has settled.
         """
         target = self._clock.advance(seconds)
         if self._clock.mode is ClockMode.REAL:
             target = self._clock.now()
         wave, fired = Wave(), 0
-        while not self._closed:
-            first = self.next_due()
-            if first is not None and first <= target + 1e-9:
-                floor = wave.earliest()
-                base = first if floor is None else min(floor, first)
-                until = target
-                if min_retry_delay is not None:
-                    until = min(target, base + min_retry_delay - 1e-6) if min_retry_delay else base
-                count = self.fire_due(until, wave)
+        parked: dict[str, list[tuple[float, int]]] = {}
+        try:
+            while not self._closed:
+                for key in wave.settled:
+                    for entry in parked.pop(key, ()):
+                        heapq.heappush(self._heap, entry)
+                wave.settled.clear()
+                self.rearm()  # takes handed-over events in
+                count = self._fire_in_order(target, wave, min_retry_delay, parked)
+                fired += count
                 if count:
-                    fired += count
                     continue
-            elif wave.remaining == 0:
-                break
-            if wave.remaining == 0:
-                continue  # nothing in flight: the next pass fires the first event
-            wave.changed.clear()
-            await wave.changed.wait()
+                if wave.remaining == 0:
+                    break  # nothing due by the target, nothing in flight
+                wave.changed.clear()
+                if not wave.settled:
+                    await wave.changed.wait()
+        finally:
+            for entries in parked.values():  # closed mid-advance: back to the heap
+                for entry in entries:
+                    heapq.heappush(self._heap, entry)
         self.rearm()
+        return fired
+
+    def _fire_in_order(
+        self,
+        until: float,
+        wave: Wave,
+        min_retry_delay: float | None,
+        parked: dict[str, list[tuple[float, int]]],
+    ) -> int:
+        fired = 0
+        heap = self._heap
+        while heap and heap[0][0] <= until + 1e-9 and not self._closed:
+            due, event_id = heapq.heappop(heap)
+            if not self._is_live(due, event_id):
+                continue
+            event = self._pending[event_id]
+            key = task_key(event)
+            if min_retry_delay is not None:
+                floor = wave.earliest(key)
+                if floor is not None and due >= floor + min_retry_delay - 1e-6:
+                    parked.setdefault(key, []).append((due, event_id))
+                    continue
+            event.state = "delivering"
+            wave.add(event)
+            self._dispatch(event, wave)
+            fired += 1
         return fired
