@@ -1,0 +1,632 @@
+"""The PostgreSQL store (psycopg 3 and its pool): `--db postgresql://...`, same semantics as SQLite.
+
+Ids come from identity columns inside the writing transaction; the room rule (one unfinished
+task per room and SdkAppId) is enforced in `insert_task` under a transaction-scoped advisory
+lock keyed by room and SdkAppId, so the database serialises racing creators. The delivery hot
+path is written behind through the same `WriteQueue` as SQLite (pipelined batches), every read
+commits what is queued before it, and a lost connection is a StorageError: health() names it,
+queued writes stay queued and are retried until the server answers again.
+
+One emulator process per database for now: a session advisory lock on a connection of its own
+refuses a second process (DatabaseBusy), as the owner lock file does for SQLite.
+psycopg is imported here only, so the SQLite default needs none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from emulator.store.base import (
+    DELIVERY_COLUMNS,
+    AttemptListener,
+    DatabaseBusy,
+    DeliveryFilter,
+    DuplicateTaskId,
+    NewEvent,
+    NewTask,
+    RoomTaken,
+    Row,
+    StorageError,
+    TaskFilter,
+    rows_to_page,
+)
+from emulator.store.pg_migrations import migrate
+from emulator.store.sqlite import UNFINISHED, task_query
+from emulator.store.writes import WriteQueue
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise StorageError(
+        "the PostgreSQL store needs the 'postgres' extra: pip install 'tiw-emulator[postgres]'"
+    ) from exc
+
+log = logging.getLogger("tiw_emulator.store")
+
+# The owner lock: (class, object) keys of a session advisory lock, one per database.
+OWNER_LOCK = (7_164_033, 1)
+_ATTEMPT_COLUMNS = DELIVERY_COLUMNS[1:]
+SQL_ATTEMPT = (
+    f"INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join(['%s'] * len(_ATTEMPT_COLUMNS))}) RETURNING id"
+)
+SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = %s AND state = 'scheduled'"
+SQL_SETTLE = "UPDATE events SET state = %s, attempts = %s, due_at = %s, payload = %s WHERE id = %s"
+SQL_EVENT = (
+    "INSERT INTO events (task_id, seq, event_type, due_at, state, event_data, sign_mode, note,"
+    " sdk_app_id, callback_url) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id"
+)
+SQL_TASK = (
+    "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
+    " callback_url, source, request_id, created_at, created_wall, queued_until, finish_at,"
+    " outcome, error_code, plan) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+)
+SQL_UNFINISHED = (
+    "SELECT task_id FROM tasks WHERE room_id = %s AND sdk_app_id = %s AND "
+    + UNFINISHED.replace("?", "%s")
+    + " LIMIT 1"
+)
+RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
+Conn = Any  # psycopg.Connection[Row]
+
+
+class PostgresStore:
+    """A small connection pool; safe to share between threads."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_pending: int = 20_000,
+        max_deliveries: int = 500_000,
+        max_cloud_calls: int = 100_000,
+        pool_size: int = 4,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.location = mask_url(url)
+        self.max_deliveries = max_deliveries
+        self.max_cloud_calls = max_cloud_calls
+        self._url = url
+        self._timeout = timeout_s
+        self._app_name = f"tiw-emulator pid {os.getpid()}"
+        try:
+            self._owner: Conn | None = self._connect()
+            self._take_ownership(self._owner)
+            migrate(self._owner)
+        except psycopg.Error as exc:
+            self._close_owner()
+            raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
+        except BaseException:
+            self._close_owner()
+            raise
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "application_name": "tiw-emulator",
+            },
+            check=ConnectionPool.check_connection,
+            timeout=timeout_s,
+            reconnect_timeout=0,  # keep trying for as long as the server is away
+            name="tiw-emulator",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except psycopg.Error as exc:
+            self._pool.close()
+            self._close_owner()
+            raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
+        self._lock = threading.RLock()
+        self._listeners: list[AttemptListener] = []
+        self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
+        self._since_prune = 0
+        self._sync_error: str | None = None
+        self._owner_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._writes.stop()
+        with self._lock, contextlib.suppress(StorageError):
+            self._writes.flush_locked()
+        self._pool.close()
+        self._close_owner()
+
+    def health(self) -> str | None:
+        problem = self._writes.error or self._sync_error
+        if problem is None:
+            problem = self._check_owner()
+        if problem is None:
+            try:
+                with self._connection(timeout=min(self._timeout, 2.0)) as conn:
+                    conn.execute("SELECT 1")
+            except StorageError as exc:
+                problem = str(exc)
+        return problem
+
+    def _connect(self) -> Conn:
+        return psycopg.connect(
+            self._url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=max(1, int(self._timeout)),
+            application_name=self._app_name,
+        )
+
+    def _take_ownership(self, conn: Conn) -> None:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", OWNER_LOCK).fetchone()
+        if got["got"]:
+            return
+        holder = conn.execute(
+            "SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+            OWNER_LOCK,
+        ).fetchone()
+        owner = holder["name"] if holder else "another tiw-emulator process"
+        raise DatabaseBusy(
+            f"database {self.location} is in use by {owner}: stop that one, or give this one"
+            " another --db (several processes on one PostgreSQL database are not supported yet)"
+        )
+
+    def _check_owner(self) -> str | None:
+        """Re-take the owner lock after a lost connection; a problem if another process has it."""
+        owner = self._owner
+        if owner is not None and not owner.closed and not owner.broken:
+            return None
+        self._close_owner()
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            return f"PostgreSQL connection lost: {describe(exc)}"
+        try:
+            self._take_ownership(conn)
+        except (DatabaseBusy, psycopg.Error) as exc:
+            conn.close()
+            self._owner_error = str(exc)
+            return self._owner_error
+        self._owner, self._owner_error = conn, None
+        return None
+
+    def _close_owner(self) -> None:
+        owner = getattr(self, "_owner", None)
+        self._owner = None
+        if owner is not None:
+            with contextlib.suppress(Exception):
+                owner.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self, timeout: float | None = None) -> Iterator[Conn]:
+        """A pooled connection; a refused or lost connection becomes StorageError."""
+        try:
+            with self._pool.connection(timeout=timeout or self._timeout) as conn:
+                yield conn
+        except (pg_errors.IntegrityError, RoomTaken, DuplicateTaskId):
+            raise
+        except psycopg.Error as exc:
+            raise StorageError(describe(exc)) from None
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        with self._lock:
+            self._writes.flush_locked()
+        with self._connection() as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+    def _write(self, statements: Callable[[Conn], Any]) -> Any:
+        """Run `statements` in one transaction, after every queued write (keeps the order)."""
+        with self._lock:
+            self._writes.flush_locked()
+            try:
+                with self._connection() as conn, conn.transaction():
+                    result = statements(conn)
+            except StorageError as exc:
+                self._sync_error = str(exc)
+                raise
+            self._sync_error = None
+            return result
+
+    def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row], Row]]:
+        """Commit queued hot-path writes in one pipelined transaction; called under the lock."""
+        inserted: list[tuple[Any, Row, Future[Row]]] = []
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                for kind, op in batch:
+                    if kind == "delivering":
+                        conn.execute(SQL_DELIVERING, (op,))
+                    elif kind == "settle":
+                        conn.execute(SQL_SETTLE, op)
+                    else:
+                        row, future = op
+                        values = [_column_value(k, row[k]) for k in _ATTEMPT_COLUMNS]
+                        inserted.append((conn.execute(SQL_ATTEMPT, values), row, future))
+            done = [(f, {**row, "id": cur.fetchone()["id"]}) for cur, row, f in inserted]
+            self._since_prune += len(done)
+            if self._since_prune >= 1000:
+                self._since_prune = 0
+                _prune(conn, "deliveries", self.max_deliveries)
+        self._sync_error = None  # the database takes writes again
+        return done
+
+    def _notify(self, row: Row) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(row)
+            except Exception:  # a broken listener must not stop the attempt log
+                log.exception("attempt listener failed")
+
+    # -- configuration ---------------------------------------------------------------------
+    def load_config(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
+
+    def save_config(self, values: Mapping[str, Any]) -> None:
+        rows = [(k, json.dumps(v)) for k, v in values.items()]
+        sql = (
+            "INSERT INTO config (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        self._write(lambda c: c.cursor().executemany(sql, rows))
+
+    def list_rules(self) -> list[Row]:
+        rows = self._read("SELECT id, match, scenario FROM rules ORDER BY id")
+        return [{**r, "match": json.loads(r["match"])} for r in rows]
+
+    def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int:
+        sql = "INSERT INTO rules (match, scenario, created_at) VALUES (%s, %s, %s) RETURNING id"
+        args = (json.dumps(dict(match)), scenario, created_at)
+        return int(self._write(lambda c: c.execute(sql, args).fetchone()["id"]))
+
+    def delete_rule(self, rule_id: int) -> bool:
+        sql = "DELETE FROM rules WHERE id = %s"
+        return bool(self._write(lambda c: c.execute(sql, (rule_id,)).rowcount))
+
+    def list_scenarios(self) -> list[Row]:
+        rows = self._read("SELECT * FROM scenarios ORDER BY name")
+        return [{**r, "doc": json.loads(r["doc"])} for r in rows]
+
+    def save_scenario(self, name: str, doc: str) -> None:
+        sql = (
+            "INSERT INTO scenarios (name, doc) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc"
+        )
+        self._write(lambda c: c.execute(sql, (name, doc)))
+
+    def delete_scenario(self, name: str) -> None:
+        self._write(lambda c: c.execute("DELETE FROM scenarios WHERE name = %s", (name,)))
+
+    def app_callbacks(self) -> dict[int, str]:
+        return {r["sdk_app_id"]: r["url"] for r in self._read("SELECT * FROM app_callbacks")}
+
+    def set_app_callback(self, sdk_app_id: int, url: str | None) -> None:
+        if url is None:
+            sql, args = "DELETE FROM app_callbacks WHERE sdk_app_id = %s", (sdk_app_id,)
+        else:
+            sql = (
+                "INSERT INTO app_callbacks (sdk_app_id, url) VALUES (%s, %s)"
+                " ON CONFLICT (sdk_app_id) DO UPDATE SET url = EXCLUDED.url"
+            )
+            args = (sdk_app_id, url)  # type: ignore[assignment]
+        self._write(lambda c: c.execute(sql, args))
+
+    # -- tasks and events --------------------------------------------------------------------
+    def insert_task(self, task: NewTask, *, now: float) -> None:
+        def run(conn: Conn) -> None:
+            # Creators of the same room and SdkAppId queue here until the first commits.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"room:{task.room_id}:{task.sdk_app_id}",),
+            )
+            busy = conn.execute(SQL_UNFINISHED, (task.room_id, task.sdk_app_id, now)).fetchone()
+            if busy is not None:
+                raise RoomTaken(busy["task_id"])
+            try:
+                conn.execute(SQL_TASK, _task_values(task))
+            except pg_errors.UniqueViolation:
+                raise DuplicateTaskId(task.task_id) from None
+            for event in task.events:
+                event.task_id = task.task_id
+            _insert_events(conn, task.events)
+
+        self._write(run)
+
+    def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
+        rows = self._read(SQL_UNFINISHED, (room_id, sdk_app_id, now))
+        return str(rows[0]["task_id"]) if rows else None
+
+    def get_task(self, task_id: str) -> Row | None:
+        rows = self._with_counts(self._read("SELECT * FROM tasks WHERE task_id = %s", (task_id,)))
+        return rows[0] if rows else None
+
+    def list_tasks(
+        self, where: TaskFilter, *, now: float, limit: int, offset: int
+    ) -> tuple[list[Row], int | None]:
+        sql, args = task_query_pg(where, now)
+        rows = self._read(
+            f"{sql} ORDER BY row_no DESC LIMIT %s OFFSET %s", [*args, limit + 1, offset]
+        )
+        page, more = rows_to_page(rows, limit)
+        return self._with_counts(page), (offset + limit if more else None)
+
+    def _with_counts(self, rows: list[Row]) -> list[Row]:
+        """Add each task's attempt counts (on indexes, for this page only)."""
+        if not rows:
+            return rows
+        ids = [r["task_id"] for r in rows]
+        attempts = {
+            r["task_id"]: r
+            for r in self._read(
+                "SELECT task_id, COUNT(*) AS attempts, COUNT(*) FILTER (WHERE NOT ok) AS failed"
+                " FROM deliveries WHERE task_id = ANY(%s) GROUP BY task_id",
+                (ids,),
+            )
+        }
+        failed = {
+            r["task_id"]: r["n"]
+            for r in self._read(
+                "SELECT task_id, COUNT(*) AS n FROM events WHERE state = 'failed'"
+                " AND task_id = ANY(%s) GROUP BY task_id",
+                (ids,),
+            )
+        }
+        for row in rows:
+            counts = attempts.get(row["task_id"])
+            row["attempts"] = int(counts["attempts"]) if counts else 0
+            row["failed_attempts"] = int(counts["failed"] or 0) if counts else 0
+            row["undelivered_events"] = int(failed.get(row["task_id"], 0))
+        return rows
+
+    def cancel_task(self, task_id: str, at: float) -> None:
+        def run(conn: Conn) -> None:
+            conn.execute("UPDATE tasks SET cancelled_at = %s WHERE task_id = %s", (at, task_id))
+            conn.execute(
+                "UPDATE events SET state = 'cancelled' WHERE task_id = %s"
+                " AND state IN ('scheduled', 'delivering')",
+                (task_id,),
+            )
+
+        self._write(run)
+
+    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]:
+        return self._read(
+            "SELECT * FROM events WHERE task_id = %s ORDER BY seq LIMIT %s", (task_id, limit)
+        )
+
+    def pending_events(self) -> list[Row]:
+        return self._read(
+            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
+        )
+
+    def get_event(self, event_id: int) -> Row | None:
+        rows = self._read("SELECT * FROM events WHERE id = %s", (event_id,))
+        return rows[0] if rows else None
+
+    def insert_events(self, events: list[NewEvent]) -> None:
+        self._write(lambda conn: _insert_events(conn, events))
+
+    # -- the delivery hot path ---------------------------------------------------------------
+    def mark_delivering(self, event_id: int) -> None:
+        self._writes.put("delivering", event_id)
+
+    def record_attempt(self, attempt: Row) -> Future[Row]:
+        future: Future[Row] = Future()
+        future.add_done_callback(self._notify_done)
+        self._writes.put("attempt", (attempt, future))
+        return future
+
+    def _notify_done(self, future: Future[Row]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._notify(future.result())
+
+    def settle_event(
+        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
+    ) -> None:
+        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
+
+    def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def flush(self) -> None:
+        with self._lock:
+            self._writes.flush_locked()
+
+    # -- the attempt log and the cloud-call log ----------------------------------------------
+    def get_delivery(self, delivery_id: int) -> Row | None:
+        rows = self._read("SELECT * FROM deliveries WHERE id = %s", (delivery_id,))
+        return _delivery_row(rows[0]) if rows else None
+
+    def list_deliveries(
+        self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
+    ) -> tuple[list[Row], int | None]:
+        conds, args = [], list[Any]()
+        for column, value in (
+            ("task_id", where.task_id),
+            ("ok", where.ok),
+            ("status_code", where.status_code),
+            ("event_type", where.event_type),
+        ):
+            if value is not None:
+                conds.append(f"{column} = %s")
+                args.append(value)
+        return self._page("deliveries", conds, args, limit, before, after, _delivery_row)
+
+    def _page(
+        self,
+        table: str,
+        conds: list[str],
+        args: list[Any],
+        limit: int,
+        before: int | None,
+        after: int | None,
+        convert: Callable[[Row], Row],
+    ) -> tuple[list[Row], int | None]:
+        """The newest `limit` rows by id (below `before`, above `after`), oldest first."""
+        if before is not None:
+            conds.append("id < %s")
+            args.append(before)
+        if after is not None:
+            conds.append("id > %s")
+            args.append(after)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        rows = self._read(
+            f"SELECT * FROM {table}{where} ORDER BY id DESC LIMIT %s", [*args, limit + 1]
+        )
+        page, more = rows_to_page(rows, limit)
+        page.reverse()
+        return [convert(r) for r in page], (page[0]["id"] if more and page else None)
+
+    def log_cloud_call(self, at: float, action: str, task_id: str | None, record: str) -> None:
+        sql = (
+            "INSERT INTO cloud_calls (at, action, task_id, record) VALUES (%s, %s, %s, %s)"
+            " RETURNING id"
+        )
+
+        def run(conn: Conn) -> None:
+            row_id = conn.execute(sql, (at, action, task_id, record)).fetchone()["id"]
+            if row_id % 1000 == 0:
+                _prune(conn, "cloud_calls", self.max_cloud_calls)
+
+        self._write(run)
+
+    def list_cloud_calls(
+        self, *, action: str | None, task_id: str | None, limit: int, before: int | None
+    ) -> tuple[list[Row], int | None]:
+        conds, args = [], list[Any]()
+        for column, value in (("action", action), ("task_id", task_id)):
+            if value is not None:
+                conds.append(f"{column} = %s")
+                args.append(value)
+        return self._page("cloud_calls", conds, args, limit, before, None, _cloud_call_row)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._writes.discard_locked()
+
+            def run(conn: Conn) -> None:
+                for table in RESET_TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+
+            self._write(run)
+
+    # -- for tests and tooling -----------------------------------------------------------------
+    def explain(self, sql: str, args: Sequence[Any] = ()) -> list[str]:
+        """PostgreSQL's plan for `sql`, seq and bitmap scans discouraged (test tables are tiny)."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            rows = conn.execute(f"EXPLAIN {sql}", args).fetchall()
+        return [str(r["QUERY PLAN"]) for r in rows]
+
+
+def task_query_pg(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
+    """The SQLite store's task filter with PostgreSQL placeholders (the SQL is otherwise shared)."""
+    sql, args = task_query(where, now)
+    return sql.replace("?", "%s"), args
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and `location`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe(exc: BaseException) -> str:
+    """One line: libpq's messages span several lines."""
+    text = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
+    return re.sub(r"password=\S+", "password=***", text)
+
+
+def _insert_events(conn: Conn, events: list[NewEvent]) -> None:
+    cursors = []
+    with conn.pipeline():
+        for event in events:
+            cursors.append(conn.execute(SQL_EVENT, _event_values(event)))
+    for event, cur in zip(events, cursors, strict=True):
+        event.id = int(cur.fetchone()["id"])
+
+
+def _prune(conn: Conn, table: str, keep: int) -> None:
+    """Retention: keep the newest `keep` rows (ids are never reused, so an id cut is exact)."""
+    conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - %s", (keep,))
+
+
+def _task_values(t: NewTask) -> tuple[Any, ...]:
+    return (
+        t.task_id,
+        t.room_id,
+        t.group_id,
+        t.sdk_app_id,
+        t.scenario,
+        t.seed,
+        t.params,
+        t.callback_url,
+        t.source,
+        t.request_id,
+        t.created_at,
+        t.created_wall,
+        t.queued_until,
+        t.finish_at,
+        t.outcome,
+        t.error_code,
+        t.plan,
+    )
+
+
+def _event_values(e: NewEvent) -> tuple[Any, ...]:
+    return (
+        e.task_id,
+        e.seq,
+        e.event_type,
+        e.due_at,
+        e.state,
+        e.event_data,
+        e.sign_mode,
+        e.note,
+        e.sdk_app_id,
+        e.callback_url,
+    )
+
+
+def _column_value(key: str, value: Any) -> Any:
+    if key in ("request_headers", "response_headers"):
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+    if key == "ok":
+        return bool(value)
+    return value
+
+
+def _delivery_row(row: Row) -> Row:
+    out = {k: row[k] for k in DELIVERY_COLUMNS}
+    for key in ("request_headers", "response_headers"):
+        if out[key] is not None:
+            out[key] = json.loads(out[key])
+    return out
+
+
+def _cloud_call_row(row: Row) -> Row:
+    return {"id": row["id"], **json.loads(row["record"])}
+
+
+__all__ = ["PostgresStore", "mask_url", "task_query_pg"]
