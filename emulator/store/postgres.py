@@ -47,7 +47,7 @@ try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg.rows import dict_row
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise StorageError(
         "the PostgreSQL store needs the 'postgres' extra: pip install 'tiw-emulator[postgres]'"
@@ -94,17 +94,26 @@ class PostgresStore:
         max_cloud_calls: int = 100_000,
         pool_size: int = 4,
         timeout_s: float = 5.0,
+        owner: bool = True,
     ) -> None:
+        """Connect, take the owner lock (unless `owner` is False: tests of cross-process
+        rules), and migrate; StorageError in one line (password masked) if that fails."""
         self.location = mask_url(url)
         self.max_deliveries = max_deliveries
         self.max_cloud_calls = max_cloud_calls
         self._url = url
         self._timeout = timeout_s
         self._app_name = f"tiw-emulator pid {os.getpid()}"
+        self._owns = owner
+        self._owner_lock = threading.Lock()
+        self._server_down = False
         try:
             self._owner: Conn | None = self._connect()
-            self._take_ownership(self._owner)
+            if owner:
+                self._take_ownership(self._owner)
             migrate(self._owner)
+            if not owner:
+                self._close_owner()
         except psycopg.Error as exc:
             self._close_owner()
             raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
@@ -122,7 +131,9 @@ class PostgresStore:
             },
             check=ConnectionPool.check_connection,
             timeout=timeout_s,
-            reconnect_timeout=0,  # keep trying for as long as the server is away
+            # Give up a background reconnection soon: the next caller starts a fresh one at
+            # once, where a long exponential backoff would keep a returned server waiting.
+            reconnect_timeout=3.0,
             name="tiw-emulator",
             open=False,
         )
@@ -137,7 +148,6 @@ class PostgresStore:
         self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
         self._since_prune = 0
         self._sync_error: str | None = None
-        self._owner_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -148,16 +158,36 @@ class PostgresStore:
         self._close_owner()
 
     def health(self) -> str | None:
-        problem = self._writes.error or self._sync_error
-        if problem is None:
-            problem = self._check_owner()
-        if problem is None:
+        return self._writes.error or self._sync_error or self._probe()
+
+    def _probe(self) -> str | None:
+        """Ask the server: on the owner connection (re-taking the owner lock after a lost
+        connection), else on a pooled one. None when it answers."""
+        if not self._owns:
             try:
                 with self._connection(timeout=min(self._timeout, 2.0)) as conn:
                     conn.execute("SELECT 1")
             except StorageError as exc:
-                problem = str(exc)
-        return problem
+                return str(exc)
+            return None
+        with self._owner_lock:
+            if self._owner is not None:
+                try:
+                    self._owner.execute("SELECT 1")
+                    return None
+                except psycopg.Error:
+                    self._close_owner()
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                return f"PostgreSQL connection lost: {describe(exc)}"
+            try:
+                self._take_ownership(conn)
+            except (DatabaseBusy, psycopg.Error) as exc:
+                conn.close()
+                return str(exc)
+            self._owner = conn
+            return None
 
     def _connect(self) -> Conn:
         return psycopg.connect(
@@ -183,25 +213,6 @@ class PostgresStore:
             " another --db (several processes on one PostgreSQL database are not supported yet)"
         )
 
-    def _check_owner(self) -> str | None:
-        """Re-take the owner lock after a lost connection; a problem if another process has it."""
-        owner = self._owner
-        if owner is not None and not owner.closed and not owner.broken:
-            return None
-        self._close_owner()
-        try:
-            conn = self._connect()
-        except psycopg.Error as exc:
-            return f"PostgreSQL connection lost: {describe(exc)}"
-        try:
-            self._take_ownership(conn)
-        except (DatabaseBusy, psycopg.Error) as exc:
-            conn.close()
-            self._owner_error = str(exc)
-            return self._owner_error
-        self._owner, self._owner_error = conn, None
-        return None
-
     def _close_owner(self) -> None:
         owner = getattr(self, "_owner", None)
         self._owner = None
@@ -213,13 +224,28 @@ class PostgresStore:
     @contextlib.contextmanager
     def _connection(self, timeout: float | None = None) -> Iterator[Conn]:
         """A pooled connection; a refused or lost connection becomes StorageError."""
+        wait = timeout or self._timeout
+        if self._server_down:
+            wait = min(wait, 0.5)  # known away: answer 503 at once rather than after the wait
         try:
-            with self._pool.connection(timeout=timeout or self._timeout) as conn:
+            with self._pool.connection(timeout=wait) as conn:
+                self._server_down = False
                 yield conn
         except (pg_errors.IntegrityError, RoomTaken, DuplicateTaskId):
             raise
+        except PoolTimeout:
+            raise StorageError(self._why_no_connection()) from None
         except psycopg.Error as exc:
             raise StorageError(describe(exc)) from None
+
+    def _why_no_connection(self) -> str:
+        """The pool only says it timed out: connect once directly to learn why."""
+        try:
+            psycopg.connect(self._url, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            self._server_down = True
+            return f"PostgreSQL connection lost: {describe(exc)}"
+        return f"no free PostgreSQL connection within {self._timeout:g} s (all busy)"
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         with self._lock:
