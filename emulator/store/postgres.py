@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -129,7 +130,7 @@ class PostgresStore:
                 "row_factory": dict_row,
                 "application_name": "tiw-emulator",
             },
-            check=ConnectionPool.check_connection,
+            check=_check_idle,
             timeout=timeout_s,
             # Give up a background reconnection soon: the next caller starts a fresh one at
             # once, where a long exponential backoff would keep a returned server waiting.
@@ -351,21 +352,28 @@ class PostgresStore:
     # -- tasks and events --------------------------------------------------------------------
     def insert_task(self, task: NewTask, *, now: float) -> None:
         def run(conn: Conn) -> None:
-            # Creators of the same room and SdkAppId queue here until the first commits.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"room:{task.room_id}:{task.sdk_app_id}",),
-            )
-            busy = conn.execute(SQL_UNFINISHED, (task.room_id, task.sdk_app_id, now)).fetchone()
-            if busy is not None:
-                raise RoomTaken(busy["task_id"])
-            try:
-                conn.execute(SQL_TASK, _task_values(task))
-            except pg_errors.UniqueViolation:
-                raise DuplicateTaskId(task.task_id) from None
             for event in task.events:
                 event.task_id = task.task_id
-            _insert_events(conn, task.events)
+            try:
+                # One round trip: the statements still run in order on the server, so the room
+                # check takes its snapshot after the lock is granted. Creators of the same room
+                # and SdkAppId queue on the lock until the first commits; a busy room rolls the
+                # speculative inserts back with the transaction.
+                with conn.pipeline():
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"room:{task.room_id}:{task.sdk_app_id}",),
+                    )
+                    busy = conn.execute(SQL_UNFINISHED, (task.room_id, task.sdk_app_id, now))
+                    conn.execute(SQL_TASK, _task_values(task))
+                    ids = [conn.execute(SQL_EVENT, _event_values(e)) for e in task.events]
+            except pg_errors.UniqueViolation:
+                raise DuplicateTaskId(task.task_id) from None
+            holder = busy.fetchone()
+            if holder is not None:
+                raise RoomTaken(holder["task_id"])
+            for event, cur in zip(task.events, ids, strict=True):
+                event.id = int(cur.fetchone()["id"])
 
         self._write(run)
 
@@ -556,6 +564,17 @@ class PostgresStore:
             conn.execute("SET LOCAL enable_bitmapscan = off")
             rows = conn.execute(f"EXPLAIN {sql}", args).fetchall()
         return [str(r["QUERY PLAN"]) for r in rows]
+
+
+def _check_idle(conn: Conn) -> None:
+    """The pool's check before lending a connection, with no round trip: an idle connection
+    with bytes waiting was told it is being closed (server restart); the pool drops it."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        conn.close()  # closed, the pool replaces it (an open one would be lent again)
+        raise psycopg.OperationalError("the server closed the connection")
 
 
 def task_query_pg(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
