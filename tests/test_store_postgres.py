@@ -190,3 +190,25 @@ def test_an_emulator_keeps_its_state_on_postgresql_across_restarts(pg_url: str) 
         assert type(get_emulator(app).store).__name__ == "PostgresStore"
     finally:
         get_emulator(app).close()
+
+
+def test_without_the_postgres_extra_serve_says_how_to_install_it() -> None:
+    """psycopg is imported only for a postgresql:// --db; without it, one line naming the extra."""
+    code = (
+        "import sys; sys.modules['psycopg'] = None; from emulator.cli import main;"
+        " sys.exit(main(['serve', '--port', '0', '--db', 'postgresql://u:pw@127.0.0.1:1/x']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "pip install 'tiw-emulator[postgres]'" in lines[0]
+
+
+def test_the_sqlite_default_imports_no_postgres_driver(tmp_path: Any) -> None:
+    code = (
+        "import sys; from emulator.store import open_store;"
+        f" open_store({str(tmp_path / 'x.db')!r}).close();"
+        " sys.exit(3 if 'psycopg' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -199,10 +199,17 @@ class PostgresStore:
             application_name=self._app_name,
         )
 
-    def _take_ownership(self, conn: Conn) -> None:
-        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", OWNER_LOCK).fetchone()
-        if got["got"]:
+    def _take_ownership(self, conn: Conn, wait_s: float = 2.0) -> None:
+        """The owner lock, waiting up to `wait_s` for it: the server frees a killed process's
+        lock only once it has seen that connection close."""
+        conn.execute(f"SET lock_timeout = {int(wait_s * 1000)}")
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", OWNER_LOCK)
             return
+        except pg_errors.LockNotAvailable:
+            pass
+        finally:
+            conn.execute("SET lock_timeout = 0")
         holder = conn.execute(
             "SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
             " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
