@@ -212,3 +212,21 @@ def test_the_sqlite_default_imports_no_postgres_driver(tmp_path: Any) -> None:
         " sys.exit(3 if 'psycopg' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@db.local:5433/tiw", "postgresql://u:***@db.local:5433/tiw"),
+        (
+            "postgresql://u@db.local/tiw?password=pw&x=1",
+            "postgresql://u@db.local/tiw?password=***&x=1",
+        ),
+        ("postgres://u:pw@[::1]/tiw", "postgres://u:***@[::1]/tiw"),
+        ("postgresql://u:pw@h:notaport/tiw", "postgresql://***"),
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    from emulator.store.postgres import mask_url
+
+    assert mask_url(url) == shown

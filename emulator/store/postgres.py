@@ -591,16 +591,19 @@ def task_query_pg(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and `location`."""
+    """The URL with its password (in the user part or as `?password=`) replaced by ***."""
+    url = re.sub(r"(password=)[^&\s]*", r"\1***", url)
     try:
         parts = urlsplit(url)
+        password, port = parts.password, parts.port
     except ValueError:
         return "postgresql://***"
-    if parts.password is None:
+    if password is None:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
+    if port is not None:
+        netloc += f":{port}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
