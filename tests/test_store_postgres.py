@@ -230,3 +230,30 @@ def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> N
     from emulator.store.postgres import mask_url
 
     assert mask_url(url) == shown
+
+
+def test_serve_on_postgresql_prints_the_database_without_its_password(pg_url: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", "--db", pg_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # up to the last line of the banner
+            lines.append(line)
+            if line.lstrip().startswith("run seed"):
+                break
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    banner = "".join(lines)
+    assert "tiw-emulator listening on http://127.0.0.1:" in banner
+    assert "database    postgresql://tiw:***@127.0.0.1:" in banner
+    assert PASSWORD not in banner + out + err
+    assert proc.returncode == 0, err

@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
     print(f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})")
     print(
-        f"  database    {settings.db}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
+        f"  database    {emu.store.location}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
         f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",
     )
     print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
