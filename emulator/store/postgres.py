@@ -84,7 +84,8 @@ Conn = Any  # psycopg.Connection[Row]
 
 
 class PostgresStore:
-    """A small connection pool; safe to share between threads."""
+    """A connection pool plus one connection holding the owner lock; safe to share between
+    threads."""
 
     def __init__(
         self,
@@ -93,7 +94,7 @@ class PostgresStore:
         max_pending: int = 20_000,
         max_deliveries: int = 500_000,
         max_cloud_calls: int = 100_000,
-        pool_size: int = 4,
+        pool_size: int = 10,  # the 8 HTTP worker threads, the writer and one spare
         timeout_s: float = 5.0,
         owner: bool = True,
     ) -> None:
