@@ -227,7 +227,7 @@ def test_the_sqlite_default_imports_no_postgres_driver(tmp_path: Any) -> None:
     ],
 )
 def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
-    from emulator.store.postgres import mask_url
+    from emulator.store.pg_connection import mask_url
 
     assert mask_url(url) == shown
 

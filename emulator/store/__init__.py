@@ -13,7 +13,15 @@ def open_store(location: str) -> Store:
     """The store for a `--db` value: a SQLite file path, `:memory:`, or a PostgreSQL URL."""
     if location.startswith(("postgresql://", "postgres://")):
         # Imported here: SQLite, the default, needs no PostgreSQL driver installed.
-        from emulator.store.postgres import PostgresStore
+        try:
+            from emulator.store.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in ("psycopg", "psycopg_pool"):
+                raise
+            raise StorageError(
+                "the PostgreSQL store needs the 'postgres' extra:"
+                " pip install 'tiw-emulator[postgres]'"
+            ) from None
 
         return PostgresStore(location)
     from emulator.store.sqlite import SQLiteStore

@@ -9,7 +9,8 @@ queued writes stay queued and are retried until the server answers again.
 
 One emulator process per database for now: a session advisory lock on a connection of its own
 refuses a second process (DatabaseBusy), as the owner lock file does for SQLite.
-psycopg is imported here only, so the SQLite default needs none of it.
+psycopg is imported by this module and pg_connection only (open_store imports them for a
+postgresql:// URL), so the SQLite default needs none of it.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import contextlib
 import json
 import logging
 import os
-import re
-import select
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from emulator.store.base import (
     DELIVERY_COLUMNS,
@@ -40,24 +43,20 @@ from emulator.store.base import (
     TaskFilter,
     rows_to_page,
 )
+from emulator.store.pg_connection import check_idle, describe, mask_url, take_ownership
 from emulator.store.pg_migrations import migrate
-from emulator.store.sqlite import UNFINISHED, task_query
+from emulator.store.sqlite import (
+    UNFINISHED,
+    _cloud_call_row,
+    _delivery_row,
+    _event_values,
+    _task_values,
+    task_query,
+)
 from emulator.store.writes import WriteQueue
-
-try:
-    import psycopg
-    from psycopg import errors as pg_errors
-    from psycopg.rows import dict_row
-    from psycopg_pool import ConnectionPool, PoolTimeout
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise StorageError(
-        "the PostgreSQL store needs the 'postgres' extra: pip install 'tiw-emulator[postgres]'"
-    ) from exc
 
 log = logging.getLogger("tiw_emulator.store")
 
-# The owner lock: (class, object) keys of a session advisory lock, one per database.
-OWNER_LOCK = (7_164_033, 1)
 _ATTEMPT_COLUMNS = DELIVERY_COLUMNS[1:]
 SQL_ATTEMPT = (
     f"INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
@@ -112,7 +111,7 @@ class PostgresStore:
         try:
             self._owner: Conn | None = self._connect()
             if owner:
-                self._take_ownership(self._owner)
+                take_ownership(self._owner, self.location)
             migrate(self._owner)
             if not owner:
                 self._close_owner()
@@ -131,7 +130,7 @@ class PostgresStore:
                 "row_factory": dict_row,
                 "application_name": "tiw-emulator",
             },
-            check=_check_idle,
+            check=check_idle,
             timeout=timeout_s,
             # Give up a background reconnection soon: the next caller starts a fresh one at
             # once, where a long exponential backoff would keep a returned server waiting.
@@ -184,7 +183,7 @@ class PostgresStore:
             except psycopg.Error as exc:
                 return f"PostgreSQL connection lost: {describe(exc)}"
             try:
-                self._take_ownership(conn)
+                take_ownership(conn, self.location)
             except (DatabaseBusy, psycopg.Error) as exc:
                 conn.close()
                 return str(exc)
@@ -198,28 +197,6 @@ class PostgresStore:
             row_factory=dict_row,
             connect_timeout=max(1, int(self._timeout)),
             application_name=self._app_name,
-        )
-
-    def _take_ownership(self, conn: Conn, wait_s: float = 2.0) -> None:
-        """The owner lock, waiting up to `wait_s` for it: the server frees a killed process's
-        lock only once it has seen that connection close."""
-        conn.execute(f"SET lock_timeout = {int(wait_s * 1000)}")
-        try:
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", OWNER_LOCK)
-            return
-        except pg_errors.LockNotAvailable:
-            pass
-        finally:
-            conn.execute("SET lock_timeout = 0")
-        holder = conn.execute(
-            "SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
-            OWNER_LOCK,
-        ).fetchone()
-        owner = holder["name"] if holder else "another tiw-emulator process"
-        raise DatabaseBusy(
-            f"database {self.location} is in use by {owner}: stop that one, or give this one"
-            " another --db (several processes on one PostgreSQL database are not supported yet)"
         )
 
     def _close_owner(self) -> None:
@@ -574,44 +551,10 @@ class PostgresStore:
         return [str(r["QUERY PLAN"]) for r in rows]
 
 
-def _check_idle(conn: Conn) -> None:
-    """The pool's check before lending a connection, with no round trip: an idle connection
-    with bytes waiting was told it is being closed (server restart); the pool drops it."""
-    if conn.closed or conn.broken:
-        raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
-        conn.close()  # closed, the pool replaces it (an open one would be lent again)
-        raise psycopg.OperationalError("the server closed the connection")
-
-
 def task_query_pg(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
     """The SQLite store's task filter with PostgreSQL placeholders (the SQL is otherwise shared)."""
     sql, args = task_query(where, now)
     return sql.replace("?", "%s"), args
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (in the user part or as `?password=`) replaced by ***."""
-    url = re.sub(r"(password=)[^&\s]*", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-        password, port = parts.password, parts.port
-    except ValueError:
-        return "postgresql://***"
-    if password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def describe(exc: BaseException) -> str:
-    """One line: libpq's messages span several lines."""
-    text = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
-    return re.sub(r"password=\S+", "password=***", text)
 
 
 def _insert_events(conn: Conn, events: list[NewEvent]) -> None:
@@ -628,43 +571,6 @@ def _prune(conn: Conn, table: str, keep: int) -> None:
     conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - %s", (keep,))
 
 
-def _task_values(t: NewTask) -> tuple[Any, ...]:
-    return (
-        t.task_id,
-        t.room_id,
-        t.group_id,
-        t.sdk_app_id,
-        t.scenario,
-        t.seed,
-        t.params,
-        t.callback_url,
-        t.source,
-        t.request_id,
-        t.created_at,
-        t.created_wall,
-        t.queued_until,
-        t.finish_at,
-        t.outcome,
-        t.error_code,
-        t.plan,
-    )
-
-
-def _event_values(e: NewEvent) -> tuple[Any, ...]:
-    return (
-        e.task_id,
-        e.seq,
-        e.event_type,
-        e.due_at,
-        e.state,
-        e.event_data,
-        e.sign_mode,
-        e.note,
-        e.sdk_app_id,
-        e.callback_url,
-    )
-
-
 def _column_value(key: str, value: Any) -> Any:
     if key in ("request_headers", "response_headers"):
         return None if value is None else json.dumps(value, ensure_ascii=False)
@@ -673,16 +579,4 @@ def _column_value(key: str, value: Any) -> Any:
     return value
 
 
-def _delivery_row(row: Row) -> Row:
-    out = {k: row[k] for k in DELIVERY_COLUMNS}
-    for key in ("request_headers", "response_headers"):
-        if out[key] is not None:
-            out[key] = json.loads(out[key])
-    return out
-
-
-def _cloud_call_row(row: Row) -> Row:
-    return {"id": row["id"], **json.loads(row["record"])}
-
-
-__all__ = ["PostgresStore", "mask_url", "task_query_pg"]
+__all__ = ["PostgresStore", "task_query_pg"]
