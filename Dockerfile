@@ -9,8 +9,9 @@
 ARG BASE=python:3.12-slim
 
 FROM ${BASE} AS build
-# Extras to install with the wheel, comma-separated (e.g. "postgres").
-ARG EXTRAS=""
+# Extras to install with the wheel, comma-separated: the PostgreSQL store by default, so
+# `TIW_EMULATOR_DB=postgresql://...` works in the image ("" leaves it out).
+ARG EXTRAS="postgres"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 COPY . /src
 # Build the project's wheel, install it (and its dependencies) into a virtual environment, then

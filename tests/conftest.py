@@ -1,12 +1,17 @@
-"""Shared fixtures: an emulator served over real loopback HTTP, and a recording receiver."""
+"""Shared fixtures: an emulator served over real loopback HTTP, a recording receiver, and the
+databases a store runs on (a SQLite file, or a fresh database on a throwaway PostgreSQL server).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from pgserver import INSTALL_HINT, PgServer, find_bindir
 
 from emulator.core.service import Emulator
 from emulator.receiver import Receiver
@@ -59,3 +64,36 @@ def make_emulator() -> Iterator[Any]:
 def emulator(make_emulator: Any, receiver: Receiver) -> Running:
     """Manual clock, fast retries, callbacks to `receiver`, signed with a known key."""
     return make_emulator(callback_url=receiver.url, callback_key="Xz4ZgayTr7rMgWQrH")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for this test session (each xdist worker has its own)."""
+    bindir = find_bindir()
+    missing = INSTALL_HINT if bindir is None else None
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        missing = "psycopg is not installed: pip install -e '.[dev,postgres]'"
+    if missing or bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {missing}")
+        pytest.skip(str(missing))
+    server = PgServer(bindir)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a new, empty PostgreSQL database."""
+    return pg_server.database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A `--db` value for each store: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return str(request.getfixturevalue("pg_url"))

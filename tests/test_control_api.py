@@ -11,8 +11,9 @@ from emulator.web.app import create_app, get_emulator
 
 
 @pytest.fixture
-def app() -> Any:
-    app = create_app({"db": ":memory:", "clock": "manual"})
+def app(db: str) -> Any:
+    """On each store: a SQLite file, then a PostgreSQL database (conftest `db`)."""
+    app = create_app({"db": db, "clock": "manual"})
     yield app
     get_emulator(app).close()
 

@@ -114,8 +114,8 @@ def test_bad_flag_value_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None
     assert "speed" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_kill_9_then_restart_delivers_every_scheduled_event(served: Any, tmp_path: Path) -> None:
-    db = str(tmp_path / "crash.db")
+def test_kill_9_then_restart_delivers_every_scheduled_event(served: Any, db: str) -> None:
+    """On each store (conftest `db`): a SQLite file, then a PostgreSQL database."""
     with Receiver() as receiver:
         args = ("--db", db, "--clock", "manual", "--retry", "fast", "--callback-url", receiver.url)
         s = served(*args)

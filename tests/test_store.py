@@ -1,4 +1,8 @@
-"""The store seam: migrations, indexes, ids, read order, retention, owner lock, full disk."""
+"""The store seam: migrations, indexes, ids, read order, retention, owner lock, full disk.
+
+The tests taking `db` run on both stores: a SQLite file and a database on a real PostgreSQL
+server (tests/pgserver.py).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgserver import PASSWORD
 
 from emulator.core.config import Settings
 from emulator.core.service import Emulator
 from emulator.receiver import Receiver
-from emulator.store.base import DatabaseBusy, DeliveryFilter, TaskFilter
+from emulator.store import Store, open_store
+from emulator.store.base import DatabaseBusy, DeliveryFilter, NewEvent, TaskFilter
 from emulator.store.migrations import LATEST, V1
 from emulator.store.sqlite import SQLiteStore, task_query
 from emulator.web.app import create_app, get_emulator
@@ -107,11 +113,36 @@ def test_an_emulator_starts_on_a_first_release_database(tmp_path: Path) -> None:
         emu.close()
 
 
+def make_store(db: str, **options: Any) -> Any:
+    """The store for `db` with test options (retention caps)."""
+    if db.startswith("postgresql://"):
+        from emulator.store.postgres import PostgresStore
+
+        return PostgresStore(db, **options)
+    return SQLiteStore(db, **options)
+
+
 @pytest.fixture
-def big_store(tmp_path: Path) -> Any:
-    store = SQLiteStore(str(tmp_path / "plans.db"))
+def big_store(db: str) -> Any:
+    store = make_store(db)
     yield store
     store.close()
+
+
+def _plan(store: Any, sql: str, args: Any = ()) -> str:
+    """The query plan of `sql` (SQLite spelling) in the store's own dialect, one line."""
+    if not isinstance(store, SQLiteStore):
+        sql = sql.replace("rowid", "row_no").replace("?", "%s")
+    return " | ".join(store.explain(sql, args))
+
+
+def _uses_index_without_sorting(store: Any, plan: str) -> None:
+    if isinstance(store, SQLiteStore):
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan or "PRIMARY KEY" in plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "Index Scan" in plan or "Index Only Scan" in plan, plan
+        assert "Sort" not in plan and "Seq Scan" not in plan, plan
 
 
 LIST_QUERIES: list[tuple[str, TaskFilter]] = [
@@ -124,43 +155,42 @@ LIST_QUERIES: list[tuple[str, TaskFilter]] = [
 
 
 @pytest.mark.parametrize(("name", "where"), LIST_QUERIES, ids=[q[0] for q in LIST_QUERIES])
-def test_task_filters_use_an_index(big_store: SQLiteStore, name: str, where: TaskFilter) -> None:
+def test_task_filters_use_an_index(big_store: Any, name: str, where: TaskFilter) -> None:
     sql, args = task_query(where, now=0.0)
-    plan = " | ".join(big_store.explain(f"{sql} ORDER BY rowid DESC LIMIT 50", args))
-    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan
+    plan = _plan(big_store, f"{sql} ORDER BY rowid DESC LIMIT 50", args)
+    _uses_index_without_sorting(big_store, plan)
 
 
 @pytest.mark.parametrize("column", ["task_id", "ok", "status_code", "event_type"])
-def test_delivery_filters_use_an_index(big_store: SQLiteStore, column: str) -> None:
-    plan = " | ".join(
-        big_store.explain(
-            f"SELECT * FROM deliveries WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT 51",
-            (1, 10),
-        )
+def test_delivery_filters_use_an_index(big_store: Any, column: str) -> None:
+    value: Any = 1
+    if not isinstance(big_store, SQLiteStore):  # PostgreSQL checks the types
+        value = {"ok": True, "task_id": "t", "event_type": "x"}.get(column, 1)
+    plan = _plan(
+        big_store,
+        f"SELECT * FROM deliveries WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT 51",
+        (value, 10),
     )
-    assert "USING INDEX" in plan or "USING INTEGER PRIMARY KEY" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan
+    _uses_index_without_sorting(big_store, plan)
 
 
-def test_unfiltered_lists_walk_the_primary_key_without_sorting(big_store: SQLiteStore) -> None:
+def test_unfiltered_lists_walk_the_primary_key_without_sorting(big_store: Any) -> None:
     for sql in (
         "SELECT * FROM tasks ORDER BY rowid DESC LIMIT 51",
         "SELECT * FROM deliveries WHERE id < 100 ORDER BY id DESC LIMIT 51",
         "SELECT * FROM cloud_calls ORDER BY id DESC LIMIT 51",
     ):
-        plan = " | ".join(big_store.explain(sql))
-        assert "TEMP B-TREE" not in plan, plan
-    plan = " | ".join(
-        big_store.explain(
-            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
-        )
+        plan = _plan(big_store, sql)
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+    plan = _plan(
+        big_store,
+        "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id",
     )
     assert "events_pending" in plan, plan
 
 
-def test_ids_come_from_the_database_and_never_repeat_after_reset(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "ids.db"))
+def test_ids_come_from_the_database_and_never_repeat_after_reset(db: str) -> None:
+    store = open_store(db)
     try:
         first = [store.record_attempt(_attempt(n)) for n in range(5)]
         store.flush()
@@ -197,9 +227,9 @@ def _attempt(n: int, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def test_a_read_sees_every_write_queued_before_it(tmp_path: Path) -> None:
+def test_a_read_sees_every_write_queued_before_it(db: str) -> None:
     """Writers queue attempts from 4 threads while readers read: no read is ever behind."""
-    store = SQLiteStore(str(tmp_path / "order.db"))
+    store: Store = open_store(db)
     stale = 0
 
     def write_then_read(worker: int) -> int:
@@ -221,8 +251,8 @@ def test_a_read_sees_every_write_queued_before_it(tmp_path: Path) -> None:
         store.close()
 
 
-def test_retention_keeps_the_newest_attempts(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "keep.db"), max_deliveries=500)
+def test_retention_keeps_the_newest_attempts(db: str) -> None:
+    store = make_store(db, max_deliveries=500)
     try:
         for n in range(2100):
             store.record_attempt(_attempt(n))
@@ -234,20 +264,18 @@ def test_retention_keeps_the_newest_attempts(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_second_owner_of_the_same_file_is_refused(tmp_path: Path) -> None:
-    db = str(tmp_path / "owned.db")
-    store = SQLiteStore(db)
+def test_a_second_owner_of_the_same_database_is_refused(db: str) -> None:
+    store = open_store(db)
     try:
-        with pytest.raises(DatabaseBusy, match="in use by another tiw-emulator process"):
-            SQLiteStore(db)
+        with pytest.raises(DatabaseBusy, match=r"in use by (another )?tiw-emulator (process|pid)"):
+            open_store(db)
     finally:
         store.close()
-    SQLiteStore(db).close()  # free again once the owner closed it
+    open_store(db).close()  # free again once the owner closed it
 
 
-def test_a_second_serve_process_on_the_same_file_refuses_in_one_line(tmp_path: Path) -> None:
-    db = str(tmp_path / "owned.db")
-    store = SQLiteStore(db)
+def test_a_second_serve_process_on_the_same_database_refuses_in_one_line(db: str) -> None:
+    store = open_store(db)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", "--db", db],
@@ -260,7 +288,8 @@ def test_a_second_serve_process_on_the_same_file_refuses_in_one_line(tmp_path: P
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert "in use by another tiw-emulator process" in lines[0]
+    assert "is in use by" in lines[0] and "tiw-emulator" in lines[0]
+    assert PASSWORD not in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -338,5 +367,34 @@ def test_pending_writes_are_bounded_and_wait_for_room(tmp_path: Path) -> None:
         producer.join(5)
         store.flush()
         assert store.health() is None
+    finally:
+        store.close()
+
+
+def test_an_ad_hoc_event_and_its_attempt_are_stored_in_one_commit(db: str) -> None:
+    """The attempt points at the event row the same commit made, settled by the attempt."""
+    store = open_store(db)
+    try:
+        event = NewEvent(
+            seq=0,
+            event_type="OfflineRecordProgressChanged",
+            due_at=1.0,
+            state="delivering",
+            event_data='{"TaskId": "x"}',
+            sign_mode="valid",
+            note="ad-hoc",
+            sdk_app_id=1400000001,
+            callback_url=None,
+        )
+        refused = _attempt(1, task_id=None, ok=False, status_code=500)
+        future = store.record_attempt(refused, event)
+        store.flush()
+        stored = future.result(timeout=5)
+        assert stored["event_id"] and stored["id"]
+        row = store.get_event(stored["event_id"])
+        assert row is not None
+        assert (row["state"], row["attempts"]) == ("failed", 1)
+        assert row["payload"] == refused["request_body"]
+        assert store.get_delivery(stored["id"])["event_id"] == stored["event_id"]  # type: ignore[index]
     finally:
         store.close()

@@ -43,10 +43,10 @@ class Worker(threading.Thread):
 
 
 def test_concurrent_control_traffic_gives_no_5xx_and_loses_no_attempt(
-    make_emulator: Any, receiver: Receiver
+    make_emulator: Any, receiver: Receiver, db: str
 ) -> None:
     running = make_emulator(
-        callback_url=receiver.url, clock="real", speed=1_000_000, retry="fast", timeout_s=5
+        db=db, callback_url=receiver.url, clock="real", speed=1_000_000, retry="fast", timeout_s=5
     )
     url = running.url
     statuses: list[tuple[str, int]] = []

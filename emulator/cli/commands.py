@@ -35,19 +35,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         emu.close()
         return cannot_listen(settings.host, settings.port, exc)
     _stop_on_sigterm()
-    cfg = emu.config()
-    print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
-    # The token is a secret: say how to use it rather than print it.
-    token_hint = "?token=<your --token>" if settings.token else ""
-    print(f"  dashboard   {server.url}/ui/{token_hint}")
-    print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
-    print(f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})")
-    print(
-        f"  database    {settings.db}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
-        f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",
-    )
-    print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
-    try:
+    try:  # a SIGTERM during the banner is a clean stop too
+        cfg = emu.config()
+        print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
+        # The token is a secret: say how to use it rather than print it.
+        token_hint = "?token=<your --token>" if settings.token else ""
+        print(f"  dashboard   {server.url}/ui/{token_hint}")
+        print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
+        print(
+            f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})"
+        )
+        print(
+            f"  database    {emu.store.location}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
+            f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",
+        )
+        print(
+            f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})",
+            flush=True,
+        )
         server.serve_forever()
     except KeyboardInterrupt:
         pass

@@ -47,7 +47,11 @@ def add_settings_flags(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) 
     d = dict(defaults)
     p.add_argument("--host", help=f"address to bind (default {d['host']})")
     p.add_argument("--port", type=int, help=f"port (default {d['port']}; 0 picks a free one)")
-    p.add_argument("--db", help=f"SQLite file (default {d['db']}; ':memory:' keeps nothing)")
+    p.add_argument(
+        "--db",
+        help=f"SQLite file (default {d['db']}; ':memory:' keeps nothing), or a"
+        " postgresql://user:password@host/dbname URL (extra 'postgres')",
+    )
     p.add_argument("--callback-url", help=f"where callbacks go (default {d['callback_url']})")
     p.add_argument(
         "--callback-key",

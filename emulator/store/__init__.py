@@ -1,7 +1,7 @@
 """Persistence: every SQL statement of the emulator lives in this package.
 
-`open_store(location)` gives the store for a `--db` value; the core knows only the `Store`
-interface of `emulator.store.base`.
+`open_store(location)` gives the store for a `--db` value (a SQLite file, or PostgreSQL for a
+`postgresql://` URL); the core knows only the `Store` interface of `emulator.store.base`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,20 @@ from emulator.store.base import StorageError, Store
 
 
 def open_store(location: str) -> Store:
-    """The store for a `--db` value: a SQLite file path, or `:memory:`."""
+    """The store for a `--db` value: a SQLite file path, `:memory:`, or a PostgreSQL URL."""
     if location.startswith(("postgresql://", "postgres://")):
-        raise StorageError(
-            f"{location.split('@')[-1]}: the PostgreSQL store is not available in this version"
-        )
+        # Imported here: SQLite, the default, needs no PostgreSQL driver installed.
+        try:
+            from emulator.store.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in ("psycopg", "psycopg_pool"):
+                raise
+            raise StorageError(
+                "the PostgreSQL store needs the 'postgres' extra:"
+                " pip install 'tiw-emulator[postgres]'"
+            ) from None
+
+        return PostgresStore(location)
     from emulator.store.sqlite import SQLiteStore
 
     return SQLiteStore(location)

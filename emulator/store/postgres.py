@@ -1,0 +1,617 @@
+"""The PostgreSQL store (psycopg 3 and its pool): `--db postgresql://...`, same semantics as SQLite.
+
+Ids come from identity columns inside the writing transaction; the room rule (one unfinished
+task per room and SdkAppId) is enforced in `insert_task` under a transaction-scoped advisory
+lock keyed by room and SdkAppId, so the database serialises racing creators. The delivery hot
+path is written behind through the same `WriteQueue` as SQLite (pipelined batches), every read
+commits what is queued before it, and a lost connection is a StorageError: health() names it,
+queued writes stay queued and are retried until the server answers again.
+
+One emulator process per database for now: a session advisory lock on a connection of its own
+refuses a second process (DatabaseBusy), as the owner lock file does for SQLite.
+psycopg is imported by this module and pg_connection only (open_store imports them for a
+postgresql:// URL), so the SQLite default needs none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from emulator.store.base import (
+    DELIVERY_COLUMNS,
+    AttemptListener,
+    DatabaseBusy,
+    DeliveryFilter,
+    DuplicateTaskId,
+    NewEvent,
+    NewTask,
+    RoomTaken,
+    Row,
+    StorageError,
+    TaskFilter,
+    rows_to_page,
+)
+from emulator.store.pg_connection import check_idle, describe, mask_url, take_ownership
+from emulator.store.pg_migrations import migrate
+from emulator.store.sqlite import (
+    UNFINISHED,
+    _cloud_call_row,
+    _delivery_row,
+    _event_values,
+    _task_values,
+    task_query,
+)
+from emulator.store.writes import WriteQueue
+
+log = logging.getLogger("tiw_emulator.store")
+
+_ATTEMPT_COLUMNS = DELIVERY_COLUMNS[1:]
+SQL_ATTEMPT = (
+    f"INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join(['%s'] * len(_ATTEMPT_COLUMNS))}) RETURNING id"
+)
+SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = %s AND state = 'scheduled'"
+SQL_SETTLE = "UPDATE events SET state = %s, attempts = %s, due_at = %s, payload = %s WHERE id = %s"
+SQL_EVENT = (
+    "INSERT INTO events (task_id, seq, event_type, due_at, state, event_data, sign_mode, note,"
+    " sdk_app_id, callback_url) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id"
+)
+SQL_TASK = (
+    "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
+    " callback_url, source, request_id, created_at, created_wall, queued_until, finish_at,"
+    " outcome, error_code, plan) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+)
+SQL_UNFINISHED = (
+    "SELECT task_id FROM tasks WHERE room_id = %s AND sdk_app_id = %s AND "
+    + UNFINISHED.replace("?", "%s")
+    + " LIMIT 1"
+)
+# An ad-hoc event and its one attempt in one statement (a pipeline cannot read the event's id
+# back in between): the event row, settled by the attempt, then the attempt pointing at it.
+SQL_ADHOC_ATTEMPT = (
+    "WITH e AS (INSERT INTO events (task_id, seq, event_type, due_at, state, event_data,"
+    " sign_mode, note, sdk_app_id, callback_url, attempts, payload)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,1,%s) RETURNING id)"
+    f" INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" SELECT {', '.join('e.id' if c == 'event_id' else '%s' for c in _ATTEMPT_COLUMNS)}"
+    " FROM e RETURNING id, event_id"
+)
+RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
+Conn = Any  # psycopg.Connection[Row]
+
+
+class PostgresStore:
+    """A connection pool plus one connection holding the owner lock; safe to share between
+    threads."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_pending: int = 20_000,
+        max_deliveries: int = 500_000,
+        max_cloud_calls: int = 100_000,
+        pool_size: int = 18,  # the 16 HTTP worker threads, the writer and one spare
+        timeout_s: float = 5.0,
+        owner: bool = True,
+    ) -> None:
+        """Connect, take the owner lock (unless `owner` is False: tests of cross-process
+        rules), and migrate; StorageError in one line (password masked) if that fails."""
+        self.location = mask_url(url)
+        self.max_deliveries = max_deliveries
+        self.max_cloud_calls = max_cloud_calls
+        self._url = url
+        self._timeout = timeout_s
+        self._app_name = f"tiw-emulator pid {os.getpid()}"
+        self._owns = owner
+        self._owner_lock = threading.Lock()
+        self._server_down = False
+        try:
+            self._owner: Conn | None = self._connect()
+            if owner:
+                take_ownership(self._owner, self.location)
+            migrate(self._owner)
+            if not owner:
+                self._close_owner()
+        except psycopg.Error as exc:
+            self._close_owner()
+            raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
+        except BaseException:
+            self._close_owner()
+            raise
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "application_name": "tiw-emulator",
+            },
+            check=check_idle,
+            timeout=timeout_s,
+            # Give up a background reconnection soon: the next caller starts a fresh one at
+            # once, where a long exponential backoff would keep a returned server waiting.
+            reconnect_timeout=3.0,
+            name="tiw-emulator",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except psycopg.Error as exc:
+            self._pool.close()
+            self._close_owner()
+            raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
+        self._lock = threading.RLock()
+        self._listeners: list[AttemptListener] = []
+        self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
+        self._since_prune = 0
+        self._sync_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._writes.stop()
+        with self._lock, contextlib.suppress(StorageError):
+            self._writes.flush_locked()
+        self._pool.close()
+        self._close_owner()
+
+    def health(self) -> str | None:
+        return self._writes.error or self._sync_error or self._probe()
+
+    def _probe(self) -> str | None:
+        """Ask the server: on the owner connection (re-taking the owner lock after a lost
+        connection), else on a pooled one. None when it answers."""
+        if not self._owns:
+            try:
+                with self._connection(timeout=min(self._timeout, 2.0)) as conn:
+                    conn.execute("SELECT 1")
+            except StorageError as exc:
+                return str(exc)
+            return None
+        with self._owner_lock:
+            if self._owner is not None:
+                try:
+                    self._owner.execute("SELECT 1")
+                    return None
+                except psycopg.Error:
+                    self._close_owner()
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                return f"PostgreSQL connection lost: {describe(exc)}"
+            try:
+                take_ownership(conn, self.location)
+            except (DatabaseBusy, psycopg.Error) as exc:
+                conn.close()
+                return str(exc)
+            self._owner = conn
+            return None
+
+    def _connect(self) -> Conn:
+        return psycopg.connect(
+            self._url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=max(1, int(self._timeout)),
+            application_name=self._app_name,
+        )
+
+    def _close_owner(self) -> None:
+        owner = getattr(self, "_owner", None)
+        self._owner = None
+        if owner is not None:
+            with contextlib.suppress(Exception):
+                owner.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self, timeout: float | None = None) -> Iterator[Conn]:
+        """A pooled connection; a refused or lost connection becomes StorageError."""
+        wait = timeout or self._timeout
+        if self._server_down:
+            wait = min(wait, 0.5)  # known away: answer 503 at once rather than after the wait
+        try:
+            with self._pool.connection(timeout=wait) as conn:
+                self._server_down = False
+                yield conn
+        except (pg_errors.IntegrityError, RoomTaken, DuplicateTaskId):
+            raise
+        except PoolTimeout:
+            raise StorageError(self._why_no_connection()) from None
+        except psycopg.Error as exc:
+            raise StorageError(describe(exc)) from None
+
+    def _why_no_connection(self) -> str:
+        """The pool only says it timed out: connect once directly to learn why."""
+        try:
+            psycopg.connect(self._url, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            self._server_down = True
+            return f"PostgreSQL connection lost: {describe(exc)}"
+        return f"no free PostgreSQL connection within {self._timeout:g} s (all busy)"
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        with self._lock:
+            self._writes.flush_locked()
+        with self._connection() as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+    def _write(self, statements: Callable[[Conn], Any]) -> Any:
+        """Run `statements` in one transaction, after every queued write (keeps the order)."""
+        with self._lock:
+            self._writes.flush_locked()
+            try:
+                with self._connection() as conn, conn.transaction():
+                    result = statements(conn)
+            except StorageError as exc:
+                self._sync_error = str(exc)
+                raise
+            self._sync_error = None
+            return result
+
+    def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row], Row]]:
+        """Commit queued hot-path writes in one pipelined transaction; called under the lock."""
+        inserted: list[tuple[Any, Row, Future[Row]]] = []
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                for kind, op in batch:
+                    if kind == "delivering":
+                        conn.execute(SQL_DELIVERING, (op,))
+                    elif kind == "settle":
+                        conn.execute(SQL_SETTLE, op)
+                    else:
+                        row, future, adhoc = op
+                        if adhoc is None:
+                            values = [_column_value(k, row[k]) for k in _ATTEMPT_COLUMNS]
+                            inserted.append((conn.execute(SQL_ATTEMPT, values), row, future))
+                            continue
+                        adhoc.state = "delivered" if row["ok"] else "failed"
+                        values = [
+                            *_event_values(adhoc),
+                            row["request_body"],
+                            *(
+                                _column_value(k, row[k])
+                                for k in _ATTEMPT_COLUMNS
+                                if k != "event_id"
+                            ),
+                        ]
+                        inserted.append((conn.execute(SQL_ADHOC_ATTEMPT, values), row, future))
+            done = []
+            for cur, row, f in inserted:
+                stored = cur.fetchone()
+                done.append(
+                    (
+                        f,
+                        {
+                            **row,
+                            "id": stored["id"],
+                            "event_id": stored.get("event_id", row["event_id"]),
+                        },
+                    )
+                )
+            self._since_prune += len(done)
+            if self._since_prune >= 1000:
+                self._since_prune = 0
+                _prune(conn, "deliveries", self.max_deliveries)
+        self._sync_error = None  # the database takes writes again
+        return done
+
+    def _notify(self, row: Row) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(row)
+            except Exception:  # a broken listener must not stop the attempt log
+                log.exception("attempt listener failed")
+
+    # -- configuration ---------------------------------------------------------------------
+    def load_config(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
+
+    def save_config(self, values: Mapping[str, Any]) -> None:
+        rows = [(k, json.dumps(v)) for k, v in values.items()]
+        sql = (
+            "INSERT INTO config (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        self._write(lambda c: c.cursor().executemany(sql, rows))
+
+    def list_rules(self) -> list[Row]:
+        rows = self._read("SELECT id, match, scenario FROM rules ORDER BY id")
+        return [{**r, "match": json.loads(r["match"])} for r in rows]
+
+    def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int:
+        sql = "INSERT INTO rules (match, scenario, created_at) VALUES (%s, %s, %s) RETURNING id"
+        args = (json.dumps(dict(match)), scenario, created_at)
+        return int(self._write(lambda c: c.execute(sql, args).fetchone()["id"]))
+
+    def delete_rule(self, rule_id: int) -> bool:
+        sql = "DELETE FROM rules WHERE id = %s"
+        return bool(self._write(lambda c: c.execute(sql, (rule_id,)).rowcount))
+
+    def list_scenarios(self) -> list[Row]:
+        rows = self._read("SELECT * FROM scenarios ORDER BY name")
+        return [{**r, "doc": json.loads(r["doc"])} for r in rows]
+
+    def save_scenario(self, name: str, doc: str) -> None:
+        sql = (
+            "INSERT INTO scenarios (name, doc) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc"
+        )
+        self._write(lambda c: c.execute(sql, (name, doc)))
+
+    def delete_scenario(self, name: str) -> None:
+        self._write(lambda c: c.execute("DELETE FROM scenarios WHERE name = %s", (name,)))
+
+    def app_callbacks(self) -> dict[int, str]:
+        return {r["sdk_app_id"]: r["url"] for r in self._read("SELECT * FROM app_callbacks")}
+
+    def set_app_callback(self, sdk_app_id: int, url: str | None) -> None:
+        if url is None:
+            sql, args = "DELETE FROM app_callbacks WHERE sdk_app_id = %s", (sdk_app_id,)
+        else:
+            sql = (
+                "INSERT INTO app_callbacks (sdk_app_id, url) VALUES (%s, %s)"
+                " ON CONFLICT (sdk_app_id) DO UPDATE SET url = EXCLUDED.url"
+            )
+            args = (sdk_app_id, url)  # type: ignore[assignment]
+        self._write(lambda c: c.execute(sql, args))
+
+    # -- tasks and events --------------------------------------------------------------------
+    def insert_task(self, task: NewTask, *, now: float) -> None:
+        def run(conn: Conn) -> None:
+            for event in task.events:
+                event.task_id = task.task_id
+            try:
+                # One round trip: the statements still run in order on the server, so the room
+                # check takes its snapshot after the lock is granted. Creators of the same room
+                # and SdkAppId queue on the lock until the first commits; a busy room rolls the
+                # speculative inserts back with the transaction.
+                with conn.pipeline():
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"room:{task.room_id}:{task.sdk_app_id}",),
+                    )
+                    busy = conn.execute(SQL_UNFINISHED, (task.room_id, task.sdk_app_id, now))
+                    conn.execute(SQL_TASK, (*_task_values(task), task.plan))
+                    ids = [conn.execute(SQL_EVENT, _event_values(e)) for e in task.events]
+            except pg_errors.UniqueViolation:
+                raise DuplicateTaskId(task.task_id) from None
+            holder = busy.fetchone()
+            if holder is not None:
+                raise RoomTaken(holder["task_id"])
+            for event, cur in zip(task.events, ids, strict=True):
+                event.id = int(cur.fetchone()["id"])
+
+        self._write(run)
+
+    def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
+        rows = self._read(SQL_UNFINISHED, (room_id, sdk_app_id, now))
+        return str(rows[0]["task_id"]) if rows else None
+
+    def get_task(self, task_id: str) -> Row | None:
+        rows = self._with_counts(self._read("SELECT * FROM tasks WHERE task_id = %s", (task_id,)))
+        return rows[0] if rows else None
+
+    def list_tasks(
+        self, where: TaskFilter, *, now: float, limit: int, offset: int
+    ) -> tuple[list[Row], int | None]:
+        sql, args = task_query_pg(where, now)
+        rows = self._read(
+            f"{sql} ORDER BY row_no DESC LIMIT %s OFFSET %s", [*args, limit + 1, offset]
+        )
+        page, more = rows_to_page(rows, limit)
+        return self._with_counts(page), (offset + limit if more else None)
+
+    def _with_counts(self, rows: list[Row]) -> list[Row]:
+        """Add each task's attempt counts (on indexes, for this page only)."""
+        if not rows:
+            return rows
+        ids = [r["task_id"] for r in rows]
+        attempts = {
+            r["task_id"]: r
+            for r in self._read(
+                "SELECT task_id, COUNT(*) AS attempts, COUNT(*) FILTER (WHERE NOT ok) AS failed"
+                " FROM deliveries WHERE task_id = ANY(%s) GROUP BY task_id",
+                (ids,),
+            )
+        }
+        failed = {
+            r["task_id"]: r["n"]
+            for r in self._read(
+                "SELECT task_id, COUNT(*) AS n FROM events WHERE state = 'failed'"
+                " AND task_id = ANY(%s) GROUP BY task_id",
+                (ids,),
+            )
+        }
+        for row in rows:
+            counts = attempts.get(row["task_id"])
+            row["attempts"] = int(counts["attempts"]) if counts else 0
+            row["failed_attempts"] = int(counts["failed"] or 0) if counts else 0
+            row["undelivered_events"] = int(failed.get(row["task_id"], 0))
+        return rows
+
+    def cancel_task(self, task_id: str, at: float) -> None:
+        def run(conn: Conn) -> None:
+            conn.execute("UPDATE tasks SET cancelled_at = %s WHERE task_id = %s", (at, task_id))
+            conn.execute(
+                "UPDATE events SET state = 'cancelled' WHERE task_id = %s"
+                " AND state IN ('scheduled', 'delivering')",
+                (task_id,),
+            )
+
+        self._write(run)
+
+    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]:
+        return self._read(
+            "SELECT * FROM events WHERE task_id = %s ORDER BY seq LIMIT %s", (task_id, limit)
+        )
+
+    def pending_events(self) -> list[Row]:
+        return self._read(
+            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
+        )
+
+    def get_event(self, event_id: int) -> Row | None:
+        rows = self._read("SELECT * FROM events WHERE id = %s", (event_id,))
+        return rows[0] if rows else None
+
+    def insert_events(self, events: list[NewEvent]) -> None:
+        self._write(lambda conn: _insert_events(conn, events))
+
+    # -- the delivery hot path ---------------------------------------------------------------
+    def mark_delivering(self, event_id: int) -> None:
+        self._writes.put("delivering", event_id)
+
+    def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
+        future: Future[Row] = Future()
+        future.add_done_callback(self._notify_done)
+        self._writes.put("attempt", (attempt, future, adhoc))
+        return future
+
+    def _notify_done(self, future: Future[Row]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._notify(future.result())
+
+    def settle_event(
+        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
+    ) -> None:
+        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
+
+    def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def flush(self) -> None:
+        with self._lock:
+            self._writes.flush_locked()
+
+    # -- the attempt log and the cloud-call log ----------------------------------------------
+    def get_delivery(self, delivery_id: int) -> Row | None:
+        rows = self._read("SELECT * FROM deliveries WHERE id = %s", (delivery_id,))
+        return _delivery_row(rows[0]) if rows else None
+
+    def list_deliveries(
+        self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
+    ) -> tuple[list[Row], int | None]:
+        conds, args = [], list[Any]()
+        for column, value in (
+            ("task_id", where.task_id),
+            ("ok", where.ok),
+            ("status_code", where.status_code),
+            ("event_type", where.event_type),
+        ):
+            if value is not None:
+                conds.append(f"{column} = %s")
+                args.append(value)
+        return self._page("deliveries", conds, args, limit, before, after, _delivery_row)
+
+    def _page(
+        self,
+        table: str,
+        conds: list[str],
+        args: list[Any],
+        limit: int,
+        before: int | None,
+        after: int | None,
+        convert: Callable[[Row], Row],
+    ) -> tuple[list[Row], int | None]:
+        """The newest `limit` rows by id (below `before`, above `after`), oldest first."""
+        if before is not None:
+            conds.append("id < %s")
+            args.append(before)
+        if after is not None:
+            conds.append("id > %s")
+            args.append(after)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        rows = self._read(
+            f"SELECT * FROM {table}{where} ORDER BY id DESC LIMIT %s", [*args, limit + 1]
+        )
+        page, more = rows_to_page(rows, limit)
+        page.reverse()
+        return [convert(r) for r in page], (page[0]["id"] if more and page else None)
+
+    def log_cloud_call(self, at: float, action: str, task_id: str | None, record: str) -> None:
+        sql = (
+            "INSERT INTO cloud_calls (at, action, task_id, record) VALUES (%s, %s, %s, %s)"
+            " RETURNING id"
+        )
+
+        def run(conn: Conn) -> None:
+            row_id = conn.execute(sql, (at, action, task_id, record)).fetchone()["id"]
+            if row_id % 1000 == 0:
+                _prune(conn, "cloud_calls", self.max_cloud_calls)
+
+        self._write(run)
+
+    def list_cloud_calls(
+        self, *, action: str | None, task_id: str | None, limit: int, before: int | None
+    ) -> tuple[list[Row], int | None]:
+        conds, args = [], list[Any]()
+        for column, value in (("action", action), ("task_id", task_id)):
+            if value is not None:
+                conds.append(f"{column} = %s")
+                args.append(value)
+        return self._page("cloud_calls", conds, args, limit, before, None, _cloud_call_row)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._writes.discard_locked()
+
+            def run(conn: Conn) -> None:
+                for table in RESET_TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+
+            self._write(run)
+
+    # -- for tests and tooling -----------------------------------------------------------------
+    def explain(self, sql: str, args: Sequence[Any] = ()) -> list[str]:
+        """PostgreSQL's plan for `sql`, seq and bitmap scans discouraged (test tables are tiny)."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            rows = conn.execute(f"EXPLAIN {sql}", args).fetchall()
+        return [str(r["QUERY PLAN"]) for r in rows]
+
+
+def task_query_pg(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
+    """The SQLite store's task filter with PostgreSQL placeholders (the SQL is otherwise shared)."""
+    sql, args = task_query(where, now)
+    return sql.replace("?", "%s"), args
+
+
+def _insert_events(conn: Conn, events: list[NewEvent]) -> None:
+    cursors = []
+    with conn.pipeline():
+        for event in events:
+            cursors.append(conn.execute(SQL_EVENT, _event_values(event)))
+    for event, cur in zip(events, cursors, strict=True):
+        event.id = int(cur.fetchone()["id"])
+
+
+def _prune(conn: Conn, table: str, keep: int) -> None:
+    """Retention: keep the newest `keep` rows (ids are never reused, so an id cut is exact)."""
+    conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - %s", (keep,))
+
+
+def _column_value(key: str, value: Any) -> Any:
+    if key in ("request_headers", "response_headers"):
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+    if key == "ok":
+        return bool(value)
+    return value
+
+
+__all__ = ["PostgresStore", "task_query_pg"]
