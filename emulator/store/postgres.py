@@ -30,7 +30,6 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from emulator.store.base import (
-    DELIVERY_COLUMNS,
     AttemptListener,
     DatabaseBusy,
     DeliveryFilter,
@@ -45,22 +44,21 @@ from emulator.store.base import (
 )
 from emulator.store.pg_connection import check_idle, describe, mask_url, take_ownership
 from emulator.store.pg_migrations import migrate
-from emulator.store.sqlite import (
-    UNFINISHED,
-    _cloud_call_row,
-    _delivery_row,
-    _event_values,
-    _task_values,
-    task_query,
+from emulator.store.rows import (
+    ATTEMPT_COLUMNS,
+    cloud_call_row,
+    delivery_row,
+    event_values,
+    task_values,
 )
+from emulator.store.sqlite import UNFINISHED, task_query
 from emulator.store.writes import WriteQueue
 
 log = logging.getLogger("tiw_emulator.store")
 
-_ATTEMPT_COLUMNS = DELIVERY_COLUMNS[1:]
 SQL_ATTEMPT = (
-    f"INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
-    f" VALUES ({', '.join(['%s'] * len(_ATTEMPT_COLUMNS))}) RETURNING id"
+    f"INSERT INTO deliveries ({', '.join(ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join(['%s'] * len(ATTEMPT_COLUMNS))}) RETURNING id"
 )
 SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = %s AND state = 'scheduled'"
 SQL_SETTLE = "UPDATE events SET state = %s, attempts = %s, due_at = %s, payload = %s WHERE id = %s"
@@ -84,8 +82,8 @@ SQL_ADHOC_ATTEMPT = (
     "WITH e AS (INSERT INTO events (task_id, seq, event_type, due_at, state, event_data,"
     " sign_mode, note, sdk_app_id, callback_url, attempts, payload)"
     " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,1,%s) RETURNING id)"
-    f" INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
-    f" SELECT {', '.join('e.id' if c == 'event_id' else '%s' for c in _ATTEMPT_COLUMNS)}"
+    f" INSERT INTO deliveries ({', '.join(ATTEMPT_COLUMNS)})"
+    f" SELECT {', '.join('e.id' if c == 'event_id' else '%s' for c in ATTEMPT_COLUMNS)}"
     " FROM e RETURNING id, event_id"
 )
 RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
@@ -275,18 +273,14 @@ class PostgresStore:
                     else:
                         row, future, adhoc = op
                         if adhoc is None:
-                            values = [_column_value(k, row[k]) for k in _ATTEMPT_COLUMNS]
+                            values = [column_value(k, row[k]) for k in ATTEMPT_COLUMNS]
                             inserted.append((conn.execute(SQL_ATTEMPT, values), row, future))
                             continue
                         adhoc.state = "delivered" if row["ok"] else "failed"
                         values = [
-                            *_event_values(adhoc),
+                            *event_values(adhoc),
                             row["request_body"],
-                            *(
-                                _column_value(k, row[k])
-                                for k in _ATTEMPT_COLUMNS
-                                if k != "event_id"
-                            ),
+                            *(column_value(k, row[k]) for k in ATTEMPT_COLUMNS if k != "event_id"),
                         ]
                         inserted.append((conn.execute(SQL_ADHOC_ATTEMPT, values), row, future))
             done = []
@@ -385,8 +379,8 @@ class PostgresStore:
                         (f"room:{task.room_id}:{task.sdk_app_id}",),
                     )
                     busy = conn.execute(SQL_UNFINISHED, (task.room_id, task.sdk_app_id, now))
-                    conn.execute(SQL_TASK, (*_task_values(task), task.plan))
-                    ids = [conn.execute(SQL_EVENT, _event_values(e)) for e in task.events]
+                    conn.execute(SQL_TASK, (*task_values(task), task.plan))
+                    ids = [conn.execute(SQL_EVENT, event_values(e)) for e in task.events]
             except pg_errors.UniqueViolation:
                 raise DuplicateTaskId(task.task_id) from None
             holder = busy.fetchone()
@@ -501,7 +495,7 @@ class PostgresStore:
     # -- the attempt log and the cloud-call log ----------------------------------------------
     def get_delivery(self, delivery_id: int) -> Row | None:
         rows = self._read("SELECT * FROM deliveries WHERE id = %s", (delivery_id,))
-        return _delivery_row(rows[0]) if rows else None
+        return delivery_row(rows[0]) if rows else None
 
     def list_deliveries(
         self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
@@ -516,7 +510,7 @@ class PostgresStore:
             if value is not None:
                 conds.append(f"{column} = %s")
                 args.append(value)
-        return self._page("deliveries", conds, args, limit, before, after, _delivery_row)
+        return self._page("deliveries", conds, args, limit, before, after, delivery_row)
 
     def _page(
         self,
@@ -564,7 +558,7 @@ class PostgresStore:
             if value is not None:
                 conds.append(f"{column} = %s")
                 args.append(value)
-        return self._page("cloud_calls", conds, args, limit, before, None, _cloud_call_row)
+        return self._page("cloud_calls", conds, args, limit, before, None, cloud_call_row)
 
     def reset(self) -> None:
         with self._lock:
@@ -596,7 +590,7 @@ def _insert_events(conn: Conn, events: list[NewEvent]) -> None:
     cursors = []
     with conn.pipeline():
         for event in events:
-            cursors.append(conn.execute(SQL_EVENT, _event_values(event)))
+            cursors.append(conn.execute(SQL_EVENT, event_values(event)))
     for event, cur in zip(events, cursors, strict=True):
         event.id = int(cur.fetchone()["id"])
 
@@ -606,7 +600,8 @@ def _prune(conn: Conn, table: str, keep: int) -> None:
     conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - %s", (keep,))
 
 
-def _column_value(key: str, value: Any) -> Any:
+def column_value(key: str, value: Any) -> Any:
+    """An attempt's value as PostgreSQL stores it (`ok` a real boolean, headers JSON)."""
     if key in ("request_headers", "response_headers"):
         return None if value is None else json.dumps(value, ensure_ascii=False)
     if key == "ok":

@@ -20,7 +20,6 @@ from concurrent.futures import Future
 from typing import Any
 
 from emulator.store.base import (
-    DELIVERY_COLUMNS,
     AttemptListener,
     DeliveryFilter,
     DuplicateTaskId,
@@ -34,16 +33,23 @@ from emulator.store.base import (
 )
 from emulator.store.migrations import migrate
 from emulator.store.owner import OwnerLock
+from emulator.store.rows import (
+    ATTEMPT_COLUMNS,
+    cloud_call_row,
+    column_value,
+    delivery_row,
+    event_values,
+    task_values,
+)
 from emulator.store.writes import Discarded, WriteQueue
 
 log = logging.getLogger("tiw_emulator.store")
 
 SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = ? AND state = 'scheduled'"
 SQL_SETTLE = "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?"
-_ATTEMPT_COLUMNS = DELIVERY_COLUMNS[1:]
 SQL_ATTEMPT = (
-    f"INSERT INTO deliveries ({', '.join(_ATTEMPT_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
+    f"INSERT INTO deliveries ({', '.join(ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
 _EVENT_COLUMNS = (
     "task_id, seq, event_type, due_at, state, event_data, sign_mode, note, sdk_app_id, callback_url"
@@ -162,7 +168,7 @@ class SQLiteStore:
                     row, future, adhoc = op
                     if adhoc is not None:
                         row = {**row, "event_id": _insert_adhoc(conn, adhoc, row)}
-                    values = [_column_value(k, row[k]) for k in _ATTEMPT_COLUMNS]
+                    values = [column_value(k, row[k]) for k in ATTEMPT_COLUMNS]
                     stored = {**row, "id": conn.execute(SQL_ATTEMPT, values).lastrowid}
                     done.append((future, stored))
             self._since_prune += len(done)
@@ -237,7 +243,7 @@ class SQLiteStore:
             if busy is not None:
                 raise RoomTaken(busy[0])
             try:
-                conn.execute(SQL_TASK, _task_values(task))
+                conn.execute(SQL_TASK, task_values(task))
             except sqlite3.IntegrityError:
                 raise DuplicateTaskId(task.task_id) from None
             conn.execute(
@@ -245,7 +251,7 @@ class SQLiteStore:
             )
             for event in task.events:
                 event.task_id = task.task_id
-                event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
+                event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
 
         self._write(run)
 
@@ -333,7 +339,7 @@ class SQLiteStore:
     def insert_events(self, events: list[NewEvent]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             for event in events:
-                event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
+                event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
 
         self._write(run)
 
@@ -367,7 +373,7 @@ class SQLiteStore:
     # -- the attempt log and the cloud-call log ----------------------------------------------
     def get_delivery(self, delivery_id: int) -> Row | None:
         rows = self._read("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-        return _delivery_row(rows[0]) if rows else None
+        return delivery_row(rows[0]) if rows else None
 
     def list_deliveries(
         self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
@@ -382,7 +388,7 @@ class SQLiteStore:
             if value is not None:
                 conds.append(f"{column} = ?")
                 args.append(value)
-        return self._page("deliveries", conds, args, limit, before, after, _delivery_row)
+        return self._page("deliveries", conds, args, limit, before, after, delivery_row)
 
     def _page(
         self,
@@ -427,7 +433,7 @@ class SQLiteStore:
             if value is not None:
                 conds.append(f"{column} = ?")
                 args.append(value)
-        return self._page("cloud_calls", conds, args, limit, before, None, _cloud_call_row)
+        return self._page("cloud_calls", conds, args, limit, before, None, cloud_call_row)
 
     def reset(self) -> None:
         with self._lock:
@@ -501,7 +507,7 @@ def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connect
 def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:
     """An ad-hoc event's row, settled by its one attempt; returns its id."""
     event.state = "delivered" if attempt["ok"] else "failed"
-    event.id = int(conn.execute(SQL_EVENT, _event_values(event)).lastrowid or 0)
+    event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
     conn.execute(
         "UPDATE events SET attempts = 1, payload = ? WHERE id = ?",
         (attempt["request_body"], event.id),
@@ -516,63 +522,6 @@ def _prune(conn: sqlite3.Connection, table: str, keep: int) -> None:
 
 def _describe(exc: sqlite3.Error) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _task_values(t: NewTask) -> tuple[Any, ...]:
-    return (
-        t.task_id,
-        t.room_id,
-        t.group_id,
-        t.sdk_app_id,
-        t.scenario,
-        t.seed,
-        t.params,
-        t.callback_url,
-        t.source,
-        t.request_id,
-        t.created_at,
-        t.created_wall,
-        t.queued_until,
-        t.finish_at,
-        t.outcome,
-        t.error_code,
-    )
-
-
-def _event_values(e: NewEvent) -> tuple[Any, ...]:
-    return (
-        e.task_id,
-        e.seq,
-        e.event_type,
-        e.due_at,
-        e.state,
-        e.event_data,
-        e.sign_mode,
-        e.note,
-        e.sdk_app_id,
-        e.callback_url,
-    )
-
-
-def _column_value(key: str, value: Any) -> Any:
-    if key in ("request_headers", "response_headers"):
-        return None if value is None else json.dumps(value, ensure_ascii=False)
-    if key == "ok":
-        return int(bool(value))
-    return value
-
-
-def _delivery_row(row: Row) -> Row:
-    out = {k: row[k] for k in DELIVERY_COLUMNS}
-    out["ok"] = bool(out["ok"])
-    for key in ("request_headers", "response_headers"):
-        if out[key] is not None:
-            out[key] = json.loads(out[key])
-    return out
-
-
-def _cloud_call_row(row: Row) -> Row:
-    return {"id": row["id"], **json.loads(row["record"])}
 
 
 __all__ = ["Discarded", "SQLiteStore", "task_query"]
