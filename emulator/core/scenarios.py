@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from emulator.core import outcomes
-from emulator.core.errors import ScenarioInvalid, ScenarioNotFound
+from emulator.core.errors import InvalidState, ScenarioInvalid, ScenarioNotFound
 
 BUILTIN_PACKAGE = "emulator.builtin_scenarios"
 
@@ -484,7 +484,8 @@ class Catalogue:
         if name in known:
             source = self._builtin[name].source
             what = "a built-in scenario" if source == "builtin" else f"loaded from {source}"
-            raise ScenarioInvalid(
+            # 409: the request is well formed, the scenario's state forbids it.
+            raise InvalidState(
                 f"{name!r} is {what} and cannot be deleted", details={"scenario": name}
             )
         raise ScenarioNotFound(name, known)
