@@ -17,6 +17,7 @@ from emulator.cli.settings import (
     settings_from_args,
 )
 from emulator.core.errors import EmulatorError
+from emulator.core.redact import mask_url
 from emulator.store.base import DatabaseBusy, StorageError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -37,6 +38,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     cfg = emu.config()
     print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
+    if reach_note(settings.host):
+        guard = "" if settings.token else "; set --token to require a bearer token on it"
+        print(
+            f"warning: bound to {settings.host}: other machines can reach the control API"
+            f" and dashboard{guard} (--host 127.0.0.1 keeps them local)",
+            file=sys.stderr,
+            flush=True,
+        )
     # The token is a secret: say how to use it rather than print it.
     token_hint = "?token=<your --token>" if settings.token else ""
     print(f"  dashboard   {server.url}/ui/{token_hint}")
@@ -44,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})")
     print(
         f"  database    {settings.db}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
-        f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",
+        f"{mask_url(cfg.callback_url) or '(not set: PATCH /api/config callback_url)'}",
     )
     print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
     try:

@@ -17,3 +17,26 @@ def short_id(secret_id: str) -> str:
     if len(secret_id) <= 8:
         return "****"
     return f"{secret_id[:4]}****{secret_id[-4:]}"
+
+
+def mask_url(url: str | None) -> str | None:
+    """A URL as shown: a password in it masked (`http://user:****@host/...`), the rest as is."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # no scheme (a malformed URL in an error message): still mask its userinfo
+        scheme, rest = "", url
+    authority, slash, tail = _split_authority(rest)
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':****' if colon else ''}@{host}{slash}{tail}"
+
+
+def _split_authority(rest: str) -> tuple[str, str, str]:
+    """(authority, the delimiter after it, the remainder): the authority ends at / ? or #."""
+    for i, ch in enumerate(rest):
+        if ch in "/?#":
+            return rest[:i], ch, rest[i + 1 :]
+    return rest, "", ""

@@ -206,6 +206,7 @@ class Dispatcher:
 def request_headers(url: str | None, length: int) -> dict[str, str]:
     """The headers an attempt sends, as the attempt log shows them."""
     host = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
+    host = host.rpartition("@")[2]  # user:password@ is never sent in Host
     return {"Host": host, **HEADERS, "Content-Length": str(length)}
 
 
