@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A full, green run rewrites docs/reliability.md from what the tests recorded."""
+    """A run of every hardening test rewrites docs/reliability.md from what they recorded."""
     import shutil
     from pathlib import Path
 
@@ -87,7 +87,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     try:
         records = reliability_log.read_records(Path(folder))
-        if exitstatus == 0 and reliability_log.complete(records):
+        if reliability_log.complete(records):
             text = reliability_log.render(records)
             if not reliability_log.DOC.exists() or reliability_log.DOC.read_text("utf-8") != text:
                 reliability_log.DOC.write_text(text, encoding="utf-8")

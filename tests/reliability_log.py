@@ -3,8 +3,9 @@
 Each test calls `record(topic, ...)` with facts (counts, seeds, what was injected, what was
 observed). Records go to one JSON-lines file per process in a folder the pytest controller
 creates (xdist workers inherit it through TIW_RELIABILITY_DIR). When a run has recorded every
-topic in TOPICS, the controller renders the records into docs/reliability.md; a partial run
-(one test file, a -k filter) leaves the document alone. tests/test_reliability_doc.py checks
+topic in TOPICS, the controller renders the records into docs/reliability.md (records are
+made after a test's assertions, so only what held is written); a partial run (one test file, a
+-k filter) leaves the document alone. tests/test_reliability_doc.py checks
 that the committed document is the one the suite writes (topics, versions, seeds).
 """
 
@@ -38,6 +39,10 @@ TOPICS: dict[str, tuple[str, str]] = {
     "emulator": (
         "Emulator faults",
         "The emulator's own storage, port and files going wrong.",
+    ),
+    "stress": (
+        "Concurrency stress",
+        "tests/test_stress.py: control API traffic from several threads at once, with resets.",
     ),
     "safety": (
         "Safe defaults",
