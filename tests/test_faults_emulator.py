@@ -45,7 +45,10 @@ def _serve(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _assert_clear_failure(done: subprocess.CompletedProcess[str], *words: str) -> str:
+def _assert_clear_failure(
+    done: subprocess.CompletedProcess[str], *words: str, tmp: Path | None = None
+) -> str:
+    """The error line, with the test's own folder shown as <tmp> (for the report)."""
     err = done.stderr.strip()
     assert done.returncode != 0, (done.stdout, err)
     assert "Traceback" not in err and "Traceback" not in done.stdout, err
@@ -54,7 +57,7 @@ def _assert_clear_failure(done: subprocess.CompletedProcess[str], *words: str) -
     assert len(lines) <= 2 and len(err) < 600, err
     for word in words:
         assert word in err, err
-    return lines[0]
+    return lines[0].replace(str(tmp), "<tmp>") if tmp else lines[0]
 
 
 def _digest(path: Path) -> str:
@@ -73,7 +76,7 @@ def test_corrupt_database_file(tmp_path: Path) -> None:
     db = tmp_path / "corrupt.db"
     db.write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
     before = _digest(db)
-    line = _assert_clear_failure(_serve("--db", str(db), cwd=tmp_path), str(db))
+    line = _assert_clear_failure(_serve("--db", str(db), cwd=tmp_path), str(db), tmp=tmp_path)
     assert _digest(db) == before
     reliability_log.record("emulator", "corrupt database file", observed=f"exit 2: {line}")
 
@@ -81,7 +84,7 @@ def test_corrupt_database_file(tmp_path: Path) -> None:
 def test_database_path_that_cannot_be_a_file(tmp_path: Path) -> None:
     db = tmp_path / "a-directory.db"
     db.mkdir()
-    line = _assert_clear_failure(_serve("--db", str(db), cwd=tmp_path), str(db))
+    line = _assert_clear_failure(_serve("--db", str(db), cwd=tmp_path), str(db), tmp=tmp_path)
     reliability_log.record("emulator", "database path is a directory", observed=line)
 
 
@@ -116,7 +119,8 @@ def test_read_only_database_file(tmp_path: Path) -> None:
     _stored_db(db)
     before = _digest(db)
     with _read_only(db):
-        line = _assert_clear_failure(_serve("--db", str(db), cwd=tmp_path), "readonly")
+        done = _serve("--db", str(db), cwd=tmp_path)
+        line = _assert_clear_failure(done, str(db), "readonly", tmp=tmp_path)
     assert _digest(db) == before
     reliability_log.record("emulator", "read-only database file", observed=f"exit 2: {line}")
 
@@ -154,7 +158,7 @@ def test_port_in_use_says_how_to_choose_another(tmp_path: Path) -> None:
 def test_missing_scenarios_folder(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder"
     done = _serve("--db", str(tmp_path / "s.db"), "--scenarios", str(missing), cwd=tmp_path)
-    line = _assert_clear_failure(done, str(missing))
+    line = _assert_clear_failure(done, str(missing), tmp=tmp_path)
     reliability_log.record("emulator", "missing --scenarios folder", observed=f"exit 2: {line}")
 
 
@@ -188,6 +192,6 @@ def test_full_disk_while_serving_is_reported_and_recovers(
     reliability_log.record(
         "emulator",
         "disk full while serving (SQLite max_page_count)",
-        observed=f"503 naming 'database or disk is full'; /healthz 503; all {len(acknowledged)}"
-        " acknowledged tasks kept; recovered when space returned",
+        observed="503 naming 'database or disk is full'; /healthz 503; every acknowledged task"
+        " kept; recovered when space returned",
     )

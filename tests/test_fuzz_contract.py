@@ -73,7 +73,8 @@ def test_openapi_contract_holds_under_schemathesis(make_emulator: Any, tmp_path:
         seed=SEED,
         max_examples=MAX_EXAMPLES,
         operations=tested[1] if tested else "?",
-        observed=f"{counts[1]} cases generated; {counts[2].strip()}; 0 failures",
+        # Thousands only: the exact count moves a little between runs (two workers).
+        observed=f"over {int(counts[1]) // 1000 * 1000} cases, every check passed, 0 failures",
     )
     # The run must really have exercised the API, not passed on an empty document.
     assert tested is not None and int(tested[1]) >= 20, output[-5000:]

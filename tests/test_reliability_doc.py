@@ -42,4 +42,4 @@ def test_render_is_stable_and_escapes_cells() -> None:
     assert "ok \\| fine" in once
     assert once.index("a first") < once.index("b contract")
     assert reliability_log.complete(records)
-    assert not reliability_log.complete(records[1:])
+    assert not reliability_log.complete([r for r in records if r["topic"] != "safety"])

@@ -224,7 +224,6 @@ def test_secrets_never_appear_in_replies_logs_or_the_dashboard(
         "safety",
         "secrets in a full run",
         replies=len(replies),
-        log_lines=len(caplog.records),
         observed="no CallbackKey, SecretKey, token or URL password in any reply or log line",
     )
 

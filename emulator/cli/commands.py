@@ -28,7 +28,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from emulator.web.server import AppServer
 
     settings = settings_from_args(args)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StorageError as err:
+        if str(settings.db) in str(err):
+            raise
+        raise StorageError(f"database {settings.db}: {err}") from None  # say which file
     emu = get_emulator(app)
     try:
         server = AppServer(app, host=settings.host, port=settings.port)
