@@ -31,16 +31,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "emulator.cli"]
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}
+
+
 def _serve(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`tiw-emulator serve ...` that must fail at start-up (a hang would be a bug: capped)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}
     return subprocess.run(
         [*CLI, "serve", "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=cwd,
-        env=env,
+        env=_clean_env(),
         check=False,
     )
 
@@ -144,6 +147,7 @@ def test_port_in_use_says_how_to_choose_another(tmp_path: Path) -> None:
             text=True,
             timeout=60,
             cwd=ROOT,
+            env={**_clean_env(), "TIW_EMULATOR_DB": ":memory:"},  # no file in the checkout
             check=False,
         )
     assert via_make.returncode != 0, via_make.stderr
