@@ -7,11 +7,14 @@ password, errors) and searches every reply and every log line for the secrets.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +63,31 @@ def test_default_bind_is_loopback_and_other_binds_are_warned_about(tmp_path: Pat
         assert server.stdout is not None
         first = server.stdout.readline()  # the banner's first line, once it listens
     finally:
-        server.terminate()
+        server.terminate()  # at any point of the banner: a clean stop
         _, err = server.communicate(timeout=30)
+    assert "Traceback" not in err, err
     assert "0.0.0.0" in first and "beyond loopback" in first, first
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warning and "--token" in warning[0], err
+    if warning:  # printed right after the first line, unless the SIGTERM came first
+        assert "--token" in warning[0], err
+    # Deterministically: the warning comes with the banner.
+    from emulator.cli import commands
+
+    class Server:
+        url, host, port = "http://0.0.0.0:1", "0.0.0.0", 1
+
+    class Emu:
+        run_seed = 1
+
+        def config(self) -> Any:
+            return types.SimpleNamespace(clock="real", speed=1.0, callback_url=None)
+
+    with (
+        contextlib.redirect_stderr(io.StringIO()) as said,
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        commands._banner(Server(), Settings.load({"host": "0.0.0.0"}, env={}), Emu())
+    assert said.getvalue().startswith("warning: bound to 0.0.0.0") and "--token" in said.getvalue()
     reliability_log.record(
         "safety",
         "bind address",
@@ -167,6 +190,8 @@ def test_secrets_never_appear_in_replies_logs_or_the_dashboard(
     )
     auth = {"Authorization": f"Bearer {TOKEN}"}
     replies: list[requests.Response] = []
+    fed: list[dict[str, Any]] = []  # what the dashboard's live stream is fed
+    unsubscribe = running.emu.subscribe(fed.append)
 
     def call(method: str, path: str, **kw: Any) -> requests.Response:
         reply = running.api(method, path, headers={**auth, **kw.pop("headers", {})}, **kw)
@@ -207,6 +232,8 @@ def test_secrets_never_appear_in_replies_logs_or_the_dashboard(
     call("GET", "/api/cloud-calls")
     call("GET", "/api/deliveries")
     assert receiver.received, "the backend got no callback: the run did not exercise delivery"
+    unsubscribe()
+    assert fed, "no attempt reached the dashboard feed"
 
     leaks = []
     for reply in replies:
@@ -214,6 +241,10 @@ def test_secrets_never_appear_in_replies_logs_or_the_dashboard(
         for secret in SECRETS:
             if secret in text or secret in json.dumps(dict(reply.headers)):
                 leaks.append((reply.request.method, reply.request.path_url, secret, text[:300]))
+    for delivery in fed:
+        for secret in SECRETS:
+            if secret in json.dumps(delivery):
+                leaks.append(("dashboard feed", delivery["url"], secret, ""))
     for record in caplog.records:
         line = record.getMessage() + (record.exc_text or "")
         for secret in SECRETS:
@@ -224,7 +255,8 @@ def test_secrets_never_appear_in_replies_logs_or_the_dashboard(
         "safety",
         "secrets in a full run",
         replies=len(replies),
-        observed="no CallbackKey, SecretKey, token or URL password in any reply or log line",
+        observed="no CallbackKey, SecretKey, token or URL password in any reply, log line or"
+        " attempt fed to the dashboard stream",
     )
 
 

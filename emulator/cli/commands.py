@@ -41,6 +41,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         emu.close()
         return cannot_listen(settings.host, settings.port, exc)
     _stop_on_sigterm()
+    try:  # a SIGTERM while the banner prints is a clean stop too, not a traceback
+        _banner(server, settings, emu)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("tiw-emulator: shutting down", flush=True)
+        server.stop()
+        emu.close()
+    return 0
+
+
+def _banner(server: Any, settings: Any, emu: Any) -> None:
+    """Where everything is, on stdout; a warning on stderr when bound beyond loopback."""
     cfg = emu.config()
     print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
     if reach_note(settings.host):
@@ -61,15 +75,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"{mask_url(cfg.callback_url) or '(not set: PATCH /api/config callback_url)'}",
     )
     print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        print("tiw-emulator: shutting down", flush=True)
-        server.stop()
-        emu.close()
-    return 0
 
 
 def reach_note(host: str) -> str:
