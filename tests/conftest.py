@@ -97,3 +97,40 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "store.db")
     return str(request.getfixturevalue("pg_url"))
+
+
+# -- the reliability report (tests/reliability_log.py) ------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller makes the records folder; xdist workers inherit it with the environment."""
+    import os
+    import tempfile
+
+    import reliability_log
+
+    if not hasattr(config, "workerinput") and reliability_log.ENV not in os.environ:
+        folder = tempfile.mkdtemp(prefix="tiw-reliability-")
+        os.environ[reliability_log.ENV] = folder
+        config.stash[_RECORDS] = folder
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run of every hardening test rewrites docs/reliability.md from what they recorded."""
+    import shutil
+    from pathlib import Path
+
+    import reliability_log
+
+    folder = session.config.stash.get(_RECORDS, None)
+    if folder is None:
+        return
+    try:
+        records = reliability_log.read_records(Path(folder))
+        if reliability_log.complete(records):
+            text = reliability_log.render(records)
+            if not reliability_log.DOC.exists() or reliability_log.DOC.read_text("utf-8") != text:
+                reliability_log.DOC.write_text(text, encoding="utf-8")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_RECORDS = pytest.StashKey[str]()

@@ -53,7 +53,7 @@ def test_scenarios_dir_adds_scenarios(
     assert listed["source"].endswith("my-record-failure.yaml")
     assert listed["description"] == MY_SCENARIO["description"]
     refused = running.api("DELETE", "/api/scenarios/my-record-failure")
-    assert refused.status_code == 400 and "loaded from" in refused.json()["error"]["message"]
+    assert refused.status_code == 409 and "loaded from" in refused.json()["error"]["message"]
     assert running.api("GET", "/api/scenarios/success").json()["source"] == "builtin"
     finish(running, "my-record-failure")
     (body,) = receiver.events()  # fail_at 0: no progress at all, just the failure
@@ -107,7 +107,7 @@ def test_post_scenario_then_use_then_delete(emulator: Any, receiver: Receiver) -
 
 def test_builtins_cannot_be_deleted_and_unknown_is_404(emulator: Any) -> None:
     r = emulator.api("DELETE", "/api/scenarios/success")
-    assert r.status_code == 400 and "built-in" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "built-in" in r.json()["error"]["message"]
     assert emulator.api("GET", "/api/scenarios/success").status_code == 200
     assert emulator.api("DELETE", "/api/scenarios/nope").status_code == 404
 

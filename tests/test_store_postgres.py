@@ -43,7 +43,7 @@ def test_serve_refuses_an_unreachable_database_in_one_line(
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: cannot open database postgresql://tiw:***@127.0.0.1:")
+    assert lines[0].startswith("error: cannot open database postgresql://tiw:****@127.0.0.1:")
     expected = {
         "no server": "Connection refused",
         "wrong password": "password authentication failed",
@@ -217,17 +217,17 @@ def test_the_sqlite_default_imports_no_postgres_driver(tmp_path: Any) -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("postgresql://u:pw@db.local:5433/tiw", "postgresql://u:***@db.local:5433/tiw"),
+        ("postgresql://u:pw@db.local:5433/tiw", "postgresql://u:****@db.local:5433/tiw"),
         (
             "postgresql://u@db.local/tiw?password=pw&x=1",
-            "postgresql://u@db.local/tiw?password=***&x=1",
+            "postgresql://u@db.local/tiw?password=****&x=1",
         ),
-        ("postgres://u:pw@[::1]/tiw", "postgres://u:***@[::1]/tiw"),
-        ("postgresql://u:pw@h:notaport/tiw", "postgresql://***"),
+        ("postgres://u:pw@[::1]/tiw", "postgres://u:****@[::1]/tiw"),
+        ("postgresql://u:pw@h:notaport/tiw", "postgresql://u:****@h:notaport/tiw"),
     ],
 )
 def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
-    from emulator.store.pg_connection import mask_url
+    from emulator.core.redact import mask_url
 
     assert mask_url(url) == shown
 
@@ -254,6 +254,6 @@ def test_serve_on_postgresql_prints_the_database_without_its_password(pg_url: st
             proc.communicate(timeout=30)
     banner = "".join(lines)
     assert "tiw-emulator listening on http://127.0.0.1:" in banner
-    assert "database    postgresql://tiw:***@127.0.0.1:" in banner
+    assert "database    postgresql://tiw:****@127.0.0.1:" in banner
     assert PASSWORD not in banner + out + err
     assert proc.returncode == 0, err

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import reliability_log
 import requests
 
 from emulator.receiver import Receiver
@@ -171,3 +172,10 @@ def test_concurrent_control_traffic_gives_no_5xx_and_loses_no_attempt(
             "GET", "/api/deliveries", params={"limit": 1, "before": adhoc_ids[marker] + 1}
         )
         assert r.json()["deliveries"][-1]["id"] == adhoc_ids[marker]
+    reliability_log.record(
+        "stress",
+        "7 threads for 4 s over loopback: 2 creating tasks, ad-hoc events, resets every ~0.4 s,"
+        " config patches, 2 readers",
+        observed="no 5xx; every callback the backend saw after the last reset is in the attempt"
+        " log",
+    )

@@ -17,6 +17,7 @@ from emulator.cli.settings import (
     settings_from_args,
 )
 from emulator.core.errors import EmulatorError
+from emulator.core.redact import mask_url
 from emulator.store.base import DatabaseBusy, StorageError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -27,7 +28,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from emulator.web.server import AppServer
 
     settings = settings_from_args(args)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StorageError as err:
+        shown = mask_url(str(settings.db))
+        if shown in str(err):
+            raise
+        raise StorageError(f"database {shown}: {err}") from None  # say which file
     emu = get_emulator(app)
     try:
         server = AppServer(app, host=settings.host, port=settings.port)
@@ -35,24 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         emu.close()
         return cannot_listen(settings.host, settings.port, exc)
     _stop_on_sigterm()
-    try:  # a SIGTERM during the banner is a clean stop too
-        cfg = emu.config()
-        print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
-        # The token is a secret: say how to use it rather than print it.
-        token_hint = "?token=<your --token>" if settings.token else ""
-        print(f"  dashboard   {server.url}/ui/{token_hint}")
-        print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
-        print(
-            f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})"
-        )
-        print(
-            f"  database    {emu.store.location}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
-            f"{cfg.callback_url or '(not set: PATCH /api/config callback_url)'}",
-        )
-        print(
-            f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})",
-            flush=True,
-        )
+    try:  # a SIGTERM while the banner prints is a clean stop too, not a traceback
+        _banner(server, settings, emu)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -61,6 +52,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
         emu.close()
     return 0
+
+
+def _banner(server: Any, settings: Any, emu: Any) -> None:
+    """Where everything is, on stdout; a warning on stderr when bound beyond loopback."""
+    cfg = emu.config()
+    print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
+    if reach_note(settings.host):
+        guard = "" if settings.token else "; set --token to require a bearer token on it"
+        print(
+            f"warning: bound to {settings.host}: other machines can reach the control API"
+            f" and dashboard{guard} (--host 127.0.0.1 keeps them local)",
+            file=sys.stderr,
+            flush=True,
+        )
+    # The token is a secret: say how to use it rather than print it.
+    token_hint = "?token=<your --token>" if settings.token else ""
+    print(f"  dashboard   {server.url}/ui/{token_hint}")
+    print(f"  control API {server.url}/api/  (OpenAPI: {server.url}/api/openapi.json)")
+    print(f"  cloud API   {server.url}/  (Tencent Cloud SDK endpoint {server.host}:{server.port})")
+    print(
+        f"  database    {emu.store.location}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
+        f"{mask_url(cfg.callback_url) or '(not set: PATCH /api/config callback_url)'}",
+    )
+    print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
 
 
 def reach_note(host: str) -> str:

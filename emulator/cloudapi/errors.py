@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from emulator.core.redact import mask_url
+
 
 class CloudApiError(Exception):
     """An error rendered as `{"Response": {"Error": {"Code", "Message"}, "RequestId"}}`.
@@ -155,7 +157,7 @@ def task_not_found(task_id: str) -> TaskNotFound:
 
 def callback_address_format_error(url: str, reason: str) -> CallbackAddressFormatError:
     return CallbackAddressFormatError(
-        f"The callback address `{url}` (parameter `Callback`) is malformed: {reason}."
+        f"The callback address `{mask_url(url)}` (parameter `Callback`) is malformed: {reason}."
     )
 
 

@@ -16,7 +16,7 @@ from emulator.cloudapi import errors, incoming, params, sign_v1, tc3
 from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
 from emulator.cloudapi.hosts import SigningLeeway
-from emulator.core.redact import short_id
+from emulator.core.redact import mask_url, short_id
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _call_backend(
     # Never CallbackKey: the real API documented only RequestId here, the key is a secret,
     # and a masked value in that field could pass for the key itself.
     settings = backend.describe_offline_record_callback(sdk_app_id=sdk_app_id)
-    return {"Callback": settings.get("Callback") or ""}
+    return {"Callback": mask_url(settings.get("Callback")) or ""}
 
 
 def describe_fields(task: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +237,9 @@ def _new_request_id(backend: CloudBackend) -> str:
 
 
 def _log_call(backend: CloudBackend, record: CallRecord) -> None:
+    params = record["params"]
+    if isinstance(params, dict) and isinstance(params.get("Callback"), str):
+        record["params"] = {**params, "Callback": mask_url(params["Callback"])}
     # A failing log store must not turn a good reply into an error.
     try:
         backend.log_cloud_call(record)

@@ -19,7 +19,7 @@ from emulator.core.models import (
     RetryName,
     RetryPolicy,
 )
-from emulator.core.redact import mask
+from emulator.core.redact import mask, mask_url
 from emulator.core.urls import callback_url_problem
 
 ENV_PREFIX = "TIW_EMULATOR_"
@@ -109,7 +109,7 @@ def validate_callback_url(value: Any, field_name: str = "callback_url") -> str |
         raise InvalidInput(field_name, "must be a string URL")
     problem = callback_url_problem(value)
     if problem is not None:
-        raise InvalidInput(field_name, f"{value!r} is not a callback URL: {problem}")
+        raise InvalidInput(field_name, f"{mask_url(value)!r} is not a callback URL: {problem}")
     return value
 
 

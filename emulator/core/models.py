@@ -18,6 +18,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from emulator.core.clock import ClockMode
 from emulator.core.signing import SignMode
+from emulator.core.urls import CALLBACK_URL_PATTERN
 
 INT64_MAX = 2**63 - 1
 ROOM_ID_MAX = 4_294_967_295  # the cloud API's RoomId bound (uint32)
@@ -36,7 +37,12 @@ Progress = Annotated[int, Meta(ge=0, le=100)]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 GroupId = Annotated[str, Meta(max_length=256, description="GroupId; default str(room_id)")]
 CallbackUrl = Annotated[
-    str, Meta(max_length=2048, description="an http:// or https:// URL; empty or null: none")
+    str,
+    Meta(
+        max_length=2048,
+        pattern=CALLBACK_URL_PATTERN,
+        description="an http:// or https:// URL; empty or null: none",
+    ),
 ]
 Limit = Annotated[int, Meta(ge=1, le=MAX_PAGE, description="page size")]
 Seconds = Annotated[float, Meta(ge=0, le=10 * 365 * 86400)]  # finite by its bounds

@@ -18,6 +18,7 @@ import msgspec
 
 from emulator.core.errors import EmulatorError, InvalidInput, InvalidJson, UnknownField
 from emulator.core.models import INT64_MAX
+from emulator.core.urls import CALLBACK_URL_PATTERN, CALLBACK_URL_RULE
 
 M = TypeVar("M")
 _INT64_MIN = -(2**63)
@@ -30,6 +31,7 @@ _NINETEEN_DIGITS = b"0" * 19
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+_CALLBACK_URL_START = CALLBACK_URL_PATTERN[CALLBACK_URL_PATTERN.index("[Hh]") :][:24]
 _TYPE_WORDS = {
     "int": "an integer",
     "float": "a number",
@@ -54,12 +56,33 @@ def decode_body(raw: bytes, model: type[M]) -> M:
     try:
         value: M = decoder.decode(raw if raw.strip() else b"{}")
     except msgspec.ValidationError as err:
-        raise _as_error(err, model, body=True) from None
+        if "got `float`" not in str(err):
+            raise _as_error(err, model, body=True) from None
+        value = _with_integral_floats(raw, model, err)
     except msgspec.DecodeError as err:
         raise InvalidJson(_not_json(raw, err)) from None
     if _has_long_number(raw):
         check_int64(value)
     return value
+
+
+def _with_integral_floats(raw: bytes, model: type[M], err: msgspec.ValidationError) -> M:
+    """`11.0` where an integer is due: JSON Schema (and so the OpenAPI document) counts it as
+    the integer 11, so it is read as 11; any other mismatch is refused as before."""
+    try:
+        return msgspec.convert(_integral_floats_as_ints(msgspec.json.decode(raw)), model)
+    except (msgspec.ValidationError, RecursionError):
+        raise _as_error(err, model, body=True) from None
+
+
+def _integral_floats_as_ints(node: Any) -> Any:
+    if isinstance(node, float) and node.is_integer():
+        return int(node)
+    if isinstance(node, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_integral_floats_as_ints(v) for v in node]
+    return node
 
 
 def decode_object(raw: bytes) -> dict[str, Any]:
@@ -78,11 +101,24 @@ def convert(data: Any, model: type[M], *, prefix: str = "") -> M:
 
 
 def parse_query(args: Mapping[str, str], model: type[M]) -> M:
-    """Query-string arguments (all strings) as `model`: "12" → 12, "true" → True."""
+    """Query-string arguments (all strings) as `model`: "12" → 12, "true" → True.
+
+    A name given twice (`?status=a&status=b`) is refused: every query field holds one value.
+    """
+    getlist = getattr(args, "getlist", None)
+    if getlist is not None:
+        for name in args:
+            if len(getlist(name)) > 1:
+                raise InvalidInput(name, "is given more than once; give it once")
     try:
         value: M = msgspec.convert(dict(args), model, strict=False)
     except msgspec.ValidationError as err:
         raise _as_error(err, model) from None
+    # Lax conversion reads "null" as None ("not given") for a non-string field; a query
+    # field is either left out or holds a value of its type.
+    for f in msgspec.structs.fields(model):  # type: ignore[arg-type]
+        if f.encode_name in args and getattr(value, f.name) is None:
+            raise InvalidInput(f.encode_name, f"must not be {args[f.encode_name]!r}; leave it out")
     return value
 
 
@@ -140,6 +176,8 @@ def _as_error(
     if missing:
         return InvalidInput(_join(full, missing["name"]), "is required")
     field_name = full or prefix or "body"
+    if "matching regex" in what and _CALLBACK_URL_START in what:  # the regex explains nothing
+        return InvalidInput(field_name, CALLBACK_URL_RULE)
     if what.startswith("Invalid enum value"):
         choices = _choices(_type_at(model, path))
         if choices:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from emulator.core import outcomes
-from emulator.core.errors import ScenarioInvalid, ScenarioNotFound
+from emulator.core.errors import InvalidState, ScenarioInvalid, ScenarioNotFound
 
 BUILTIN_PACKAGE = "emulator.builtin_scenarios"
 
@@ -43,6 +43,8 @@ BUILTIN_DIR = builtin_dir()
 # 200000` held the creation lock for a minute; `duration_s: 1e308` answered 500).
 MAX_SECONDS = 86400  # a class, a queue delay: at most a day of emulated time
 MAX_PARTICIPANTS = 1000
+MAX_FILE_BYTES = 1 << 20  # a scenario file is a few hundred bytes
+MAX_VALUES = 10_000  # values in one document, YAML aliases expanded
 
 
 def _bounded_range(kind: str, minimum: int, maximum: int) -> dict[str, Any]:
@@ -459,15 +461,20 @@ def _check_ranges(doc: Mapping[str, Any], where: str) -> None:
 
 def load_file(path: Path) -> Scenario:
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        doc = yaml.load(_read_bounded(path), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ScenarioInvalid(
-            f"{path}: not valid YAML: {exc}", details={"source": str(path)}
+            f"{path}: not valid YAML: {_first_lines(str(exc))}", details={"source": str(path)}
+        ) from None
+    except RecursionError:
+        raise ScenarioInvalid(
+            f"{path}: nested too deeply to be a scenario", details={"source": str(path)}
         ) from None
     except OSError as exc:
         raise ScenarioInvalid(
             f"{path}: cannot read: {exc.strerror}", details={"source": str(path)}
         ) from None
+    _check_expanded_size(doc, str(path))
     builtin = path.resolve().parent == BUILTIN_DIR
     scenario = parse_scenario(
         doc,
@@ -481,6 +488,50 @@ def load_file(path: Path) -> Scenario:
             details={"source": str(path), "field": "name"},
         )
     return scenario
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text, refusing what no scenario is: not a regular file (a symlink to
+    /dev/zero, a FIFO), over MAX_FILE_BYTES, or not UTF-8."""
+    where = str(path)
+    if path.exists() and not path.is_file():
+        raise ScenarioInvalid(f"{path}: not a regular file", details={"source": where})
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioInvalid(
+            f"{path}: larger than {MAX_FILE_BYTES} bytes (a scenario is a few hundred)",
+            details={"source": where},
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioInvalid(
+            f"{path}: not UTF-8 text (byte {exc.start})", details={"source": where}
+        ) from None
+
+
+def _check_expanded_size(doc: Any, where: str) -> None:
+    """Refuse a YAML alias bomb: count values as if every alias were expanded, up to a cap."""
+    stack = [doc]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ScenarioInvalid(
+                f"{where}: over {MAX_VALUES} values once YAML aliases are expanded",
+                details={"source": where},
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _first_lines(text: str, limit: int = 400) -> str:
+    """A YAML error, bounded: its text up to `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_dir(directory: Path) -> list[Scenario]:
@@ -527,7 +578,8 @@ class Catalogue:
         if name in known:
             source = self._builtin[name].source
             what = "a built-in scenario" if source == "builtin" else f"loaded from {source}"
-            raise ScenarioInvalid(
+            # 409: the request is well formed, the scenario's state forbids it.
+            raise InvalidState(
                 f"{name!r} is {what} and cannot be deleted", details={"scenario": name}
             )
         raise ScenarioNotFound(name, known)

@@ -26,9 +26,10 @@ from emulator.core.errors import (
     TaskNotFound,
 )
 from emulator.core.qa import QAControls
+from emulator.core.redact import mask_url
 from emulator.core.scenarios import BUILTIN_DIR, Catalogue, Scenario, load_dir, parse_scenario
 from emulator.core.timeline import Plan, plan_task
-from emulator.core.views import event_view, task_view
+from emulator.core.views import delivery_view, event_view, task_view
 from emulator.delivery.engine import Engine
 from emulator.delivery.scheduler import Outgoing
 from emulator.store import open_store
@@ -121,14 +122,16 @@ class Emulator(QAControls):
 
     def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
         """Call `listener(delivery)` after every recorded attempt (keep it quick)."""
-        return self.store.subscribe(listener)
+        return self.store.subscribe(lambda row: listener(delivery_view(row)))
 
     # -- configuration -----------------------------------------------------------------------
     def config(self) -> RuntimeConfig:
         return self._config
 
     def public_config(self) -> dict[str, Any]:
-        return {**self._config.public(), "run_seed": self.run_seed}
+        shown = self._config.public()
+        shown["callback_url"] = mask_url(shown["callback_url"])
+        return {**shown, "run_seed": self.run_seed}
 
     def update_config(self, patch: Mapping[str, Any]) -> RuntimeConfig:
         if not isinstance(patch, Mapping):
@@ -375,9 +378,10 @@ class Emulator(QAControls):
     ) -> tuple[list[Row], int | None]:
         """A page of the attempt log (the newest matching, oldest first) and the next cursor."""
         where = DeliveryFilter(task_id, ok, status_code, event_type)
-        return self._storage(
+        rows, cursor = self._storage(
             lambda: self.store.list_deliveries(where, limit=limit, before=before, after=after)
         )
+        return [delivery_view(r) for r in rows], cursor
 
     # -- reset ---------------------------------------------------------------------------------
     def reset(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from emulator.core.redact import mask_url
 from emulator.core.timeline import Plan
 from emulator.store.base import Row
 
@@ -34,7 +35,7 @@ def task_view(row: Row, now: float, plan: Plan | None = None) -> dict[str, Any]:
         "finish_at": plan.finish_at,
         "seed": row["seed"],
         "params": json.loads(params) if isinstance(params, str) else params,
-        "callback_url": row["callback_url"],
+        "callback_url": mask_url(row["callback_url"]),
         "source": row["source"],
         "request_id": row["request_id"],  # the cloud API call that created it, if any
         "deliveries": {
@@ -65,3 +66,10 @@ def event_view(row: Row) -> dict[str, Any]:
         "note": row["note"],
         "payload": payload,
     }
+
+
+def delivery_view(row: Row) -> Row:
+    """An attempt as shown (API, dashboard, listeners): a password in its URL masked."""
+    url = row.get("url")
+    shown = mask_url(url)
+    return row if shown == url else {**row, "url": shown}

@@ -153,8 +153,10 @@ class Dispatcher:
             else:
                 result = await self._transports.post(url, body, timeout_s=cfg.timeout_s)
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        ok = acknowledged(result.status_code, result.response_body, strict=cfg.strict_ack)
-        error = None if ok else reason_not_acknowledged(result.status_code, result.error)
+        ok = result.error is None and acknowledged(
+            result.status_code, result.response_body, strict=cfg.strict_ack
+        )
+        error = None if ok else result.error or reason_not_acknowledged(result.status_code, None)
         if epoch != self.epoch:
             return None
         attempt: Row = {
@@ -206,4 +208,5 @@ class Dispatcher:
 def request_headers(url: str | None, length: int) -> dict[str, str]:
     """The headers an attempt sends, as the attempt log shows them."""
     host = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
+    host = host.rpartition("@")[2]  # user:password@ is never sent in Host
     return {"Host": host, **HEADERS, "Content-Length": str(length)}

@@ -31,6 +31,17 @@ class SendError(Exception):
     """
 
 
+class BodyTooLarge(SendError):
+    """The response's body passed the cap: its status, headers and the body cut at the cap."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str], cap: int) -> None:
+        super().__init__(
+            f"response body too large: over {cap:,} bytes (kept that much; the connection was"
+            " dropped, not read to the end)"
+        )
+        self.status, self.body, self.headers = status, body, headers
+
+
 def connect_failed(host: str, port: int, exc: OSError) -> SendError:
     return SendError(f"cannot connect to {host}:{port}: {_os_reason(exc)}")
 
@@ -191,10 +202,14 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _finish(self, keep: bool) -> None:
+    def _finish(self, keep: bool, too_large: bool = False) -> None:
         assert self.waiter is not None
         reusable = keep and self.keep and not self.buf and not self.closed
-        self.waiter.set_result((self.status, bytes(self.body), self.headers, reusable))
+        if too_large:
+            cut = BodyTooLarge(self.status, bytes(self.body), self.headers, self.cap)
+            self.waiter.set_exception(cut)
+        else:
+            self.waiter.set_result((self.status, bytes(self.body), self.headers, reusable))
         if not reusable:
             self.close()
 
@@ -208,7 +223,7 @@ class _Conn(asyncio.Protocol):
         if take > room:  # past the cap: keep what fits, drop the connection, read no more
             body += buf[:room]
             buf.clear()
-            self._finish(keep=False)
+            self._finish(keep=False, too_large=True)
             return False
         body += buf[:take]
         del buf[:take]

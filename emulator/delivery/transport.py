@@ -5,8 +5,9 @@
 timeout and turns every failure into `AttemptResult.error`, worded the same whichever transport
 failed. Both send the same request: the URL's path and query percent-encoded, the same headers,
 no proxy, no redirect followed (a 3xx is the recorded answer). A response body is read up to
-`max_response_bytes` and no further: a longer one is recorded cut at the cap, with its status, and
-its connection is dropped rather than drained.
+`max_response_bytes` and no further: a longer one is a failed attempt ("response body too
+large"), recorded with its status and the body cut at the cap, and its connection is dropped
+rather than drained (a backend streaming forever or sending one 100 MB chunk costs nothing).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from emulator.delivery.sender import (
     CLOSED_EARLY,
+    BodyTooLarge,
     HttpTransport,
     SendError,
     bad_url,
@@ -93,6 +95,9 @@ class Transports:
                 status, raw, headers = await transport.post(url, body, self._headers)
         except TimeoutError:
             return _failed(f"timeout: no response within {timeout_s:g} s")
+        except BodyTooLarge as exc:  # a failed attempt, with what came: status, headers, the cut
+            cut = exc.body[: self._cap].decode("utf-8", errors="replace")
+            return AttemptResult(exc.status, cut, exc.headers, str(exc))
         except SendError as exc:
             return _failed(str(exc))
         except Exception as exc:  # unforeseen: still recorded, never raised into the loop
@@ -166,6 +171,7 @@ class HttpsTransport:
                     raw, complete = await _read_capped(resp.content, self._cap)
                     if not complete:
                         resp.close()  # drops the connection: the rest is never read
+                        raise BodyTooLarge(resp.status, raw, _joined(resp.headers), self._cap)
                     return resp.status, raw, _joined(resp.headers)
             except aiohttp.ServerDisconnectedError:
                 if request.reused and not request.answered:

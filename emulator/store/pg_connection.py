@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import select
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -54,23 +53,6 @@ def check_idle(conn: Conn) -> None:
     if readable:
         conn.close()  # closed, the pool replaces it (an open one would be lent again)
         raise psycopg.OperationalError("the server closed the connection")
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (in the user part or as `?password=`) replaced by ***."""
-    url = re.sub(r"(password=)[^&\s]*", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-        password, port = parts.password, parts.port
-    except ValueError:
-        return "postgresql://***"
-    if password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def describe(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from emulator.core.redact import mask_url
 from emulator.store.base import (
     AttemptListener,
     DatabaseBusy,
@@ -42,7 +43,7 @@ from emulator.store.base import (
     TaskFilter,
     rows_to_page,
 )
-from emulator.store.pg_connection import check_idle, describe, mask_url, take_ownership
+from emulator.store.pg_connection import check_idle, describe, take_ownership
 from emulator.store.pg_migrations import migrate
 from emulator.store.rows import (
     ATTEMPT_COLUMNS,

@@ -122,6 +122,10 @@ def _install_error_handlers(app: Flask) -> None:
         code = (err.name or "error").lower().replace(" ", "_")
         response = jsonify(error={"code": code, "message": err.description, "details": {}})
         response.status_code = err.code or 500
+        # A 405 must say what is allowed (RFC 9110): keep werkzeug's Allow header.
+        for name, value in err.get_headers():
+            if name.lower() == "allow":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

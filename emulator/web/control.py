@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from flask import Blueprint, Response, current_app, request
+from werkzeug.routing import BaseConverter
 
 from emulator.core import models, parsing
 from emulator.core.config import read_only
@@ -21,6 +22,13 @@ from emulator.core.service import Emulator
 M = TypeVar("M")
 # Path ids are int64 row ids: anything else is a 404 from the router, never an overflow.
 ID = f"int(min=1, max={INT64_MAX})"
+# A scenario name in a path: anything but "schema", which is /api/scenarios/schema (so that
+# route's Allow header does not list the DELETE of a scenario that cannot exist).
+SCENARIO = "scenario_name"
+
+
+class ScenarioName(BaseConverter):
+    regex = r"(?!schema$)[^/]+"
 
 
 def emulator() -> Emulator:
@@ -51,6 +59,10 @@ def given(struct: msgspec.Struct) -> dict[str, Any]:
 
 def create_control_blueprint() -> Blueprint:
     bp = Blueprint("control", __name__)
+
+    @bp.record_once
+    def add_converter(state: Any) -> None:
+        state.app.url_map.converters[SCENARIO] = ScenarioName
 
     @bp.get("/healthz")
     def healthz() -> Response:
@@ -131,7 +143,7 @@ def create_control_blueprint() -> Blueprint:
     def scenario_schema() -> Response:
         return reply(SCHEMA)
 
-    @bp.get("/api/scenarios/<name>")
+    @bp.get(f"/api/scenarios/<{SCENARIO}:name>")
     def scenario(name: str) -> Response:
         return reply(emulator().catalogue.get(name).public())
 
@@ -140,7 +152,7 @@ def create_control_blueprint() -> Blueprint:
         doc = parsing.decode_object(request.get_data(cache=True))
         return reply(emulator().add_scenario(doc).public(), 201)
 
-    @bp.delete("/api/scenarios/<name>")
+    @bp.delete(f"/api/scenarios/<{SCENARIO}:name>")
     def delete_scenario(name: str) -> tuple[str, int]:
         emulator().delete_scenario(name)
         return "", 204

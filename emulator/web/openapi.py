@@ -81,6 +81,8 @@ def _schemas() -> dict[str, Schema]:
         schemas["Scenario"]["properties"][section] = {
             "$ref": REF.format(name=f"ScenarioDocument/properties/{section}")
         }
+    # A rule matching every task would be a default scenario, which is the config's job.
+    schemas["RuleMatch"]["minProperties"] = 1
     schemas["TaskParams"] = _task_params()
     schemas["TaskCreate"]["properties"]["params"] = {
         "anyOf": [_ref("TaskParams"), {"type": "null"}]
@@ -225,7 +227,8 @@ def _paths() -> dict[str, Schema]:
                 "patchConfig",
                 "change runtime configuration (run_seed is read-only)",
                 {"200": _json(_ref("Config")), **_errors(400, 413)},
-                requestBody=_body(_ref("ConfigPatch")),
+                # An empty body is an empty patch: it changes nothing and answers the config.
+                requestBody=_body(_ref("ConfigPatch"), required=False),
             ),
         },
         "/api/tasks": {
@@ -325,7 +328,7 @@ def _paths() -> dict[str, Schema]:
             "delete": _op(
                 "deleteScenario",
                 "delete a user scenario",
-                {"204": {"description": "deleted"}, **_errors(400, 404)},
+                {"204": {"description": "deleted"}, **_errors(404, 409)},
                 parameters=[name],
             ),
         },
