@@ -53,7 +53,7 @@ from emulator.store.rows import (
     task_values,
 )
 from emulator.store.sqlite import UNFINISHED, task_query
-from emulator.store.writes import WriteQueue
+from emulator.store.writes import WriteBehind, WriteQueue
 
 log = logging.getLogger("tiw_emulator.store")
 
@@ -91,7 +91,7 @@ RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_ca
 Conn = Any  # psycopg.Connection[Row]
 
 
-class PostgresStore:
+class PostgresStore(WriteBehind):
     """A connection pool plus one connection holding the owner lock; safe to share between
     threads."""
 
@@ -304,13 +304,6 @@ class PostgresStore:
         self._sync_error = None  # the database takes writes again
         return done
 
-    def _notify(self, row: Row) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(row)
-            except Exception:  # a broken listener must not stop the attempt log
-                log.exception("attempt listener failed")
-
     # -- configuration ---------------------------------------------------------------------
     def load_config(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
@@ -465,33 +458,6 @@ class PostgresStore:
 
     def insert_events(self, events: list[NewEvent]) -> None:
         self._write(lambda conn: _insert_events(conn, events))
-
-    # -- the delivery hot path ---------------------------------------------------------------
-    def mark_delivering(self, event_id: int) -> None:
-        self._writes.put("delivering", event_id)
-
-    def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
-        future: Future[Row] = Future()
-        future.add_done_callback(self._notify_done)
-        self._writes.put("attempt", (attempt, future, adhoc))
-        return future
-
-    def _notify_done(self, future: Future[Row]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self._notify(future.result())
-
-    def settle_event(
-        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
-    ) -> None:
-        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
-
-    def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def flush(self) -> None:
-        with self._lock:
-            self._writes.flush_locked()
 
     # -- the attempt log and the cloud-call log ----------------------------------------------
     def get_delivery(self, delivery_id: int) -> Row | None:

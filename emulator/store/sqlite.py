@@ -41,7 +41,7 @@ from emulator.store.rows import (
     event_values,
     task_values,
 )
-from emulator.store.writes import Discarded, WriteQueue
+from emulator.store.writes import Discarded, WriteBehind, WriteQueue
 
 log = logging.getLogger("tiw_emulator.store")
 
@@ -76,7 +76,7 @@ STATUS_SQL = {
 RESET_TABLES = ("tasks", "task_plans", "events", "deliveries", "rules", "scenarios", "cloud_calls")
 
 
-class SQLiteStore:
+class SQLiteStore(WriteBehind):
     """One connection guarded by a lock; safe to share between threads."""
 
     def __init__(
@@ -117,10 +117,6 @@ class SQLiteStore:
 
     def health(self) -> str | None:
         return self._writes.error or self._sync_error
-
-    def queued_writes(self) -> int:
-        """Hot-path writes not committed yet (bounded by max_pending)."""
-        return len(self._writes)
 
     def limit_pages(self, pages: int | None) -> None:
         """Cap the file at `pages` pages (None: no cap): a real 'database or disk is full'.
@@ -182,13 +178,6 @@ class SQLiteStore:
             raise StorageError(_describe(exc)) from exc
         self._sync_error = None  # the database takes writes again
         return done
-
-    def _notify(self, row: Row) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(row)
-            except Exception:  # a broken listener must not stop the attempt log
-                log.exception("attempt listener failed")
 
     # -- configuration ---------------------------------------------------------------------
     def load_config(self) -> dict[str, Any]:
@@ -342,33 +331,6 @@ class SQLiteStore:
                 event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
 
         self._write(run)
-
-    # -- the delivery hot path ---------------------------------------------------------------
-    def mark_delivering(self, event_id: int) -> None:
-        self._writes.put("delivering", event_id)
-
-    def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
-        future: Future[Row] = Future()
-        future.add_done_callback(self._notify_done)
-        self._writes.put("attempt", (attempt, future, adhoc))
-        return future
-
-    def _notify_done(self, future: Future[Row]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self._notify(future.result())
-
-    def settle_event(
-        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
-    ) -> None:
-        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
-
-    def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def flush(self) -> None:
-        with self._lock:
-            self._writes.flush_locked()
 
     # -- the attempt log and the cloud-call log ----------------------------------------------
     def get_delivery(self, delivery_id: int) -> Row | None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from emulator.store.base import AttemptListener, NewEvent, Row
+
 log = logging.getLogger("tiw_emulator.store")
 
 Op = tuple[str, Any]
@@ -114,3 +116,49 @@ class WriteQueue:
                 backoff = self._interval
             except Exception:  # reported through `error`; the writes stay queued
                 backoff = min(self._max_backoff, backoff * 2)
+
+
+class WriteBehind:
+    """The delivery hot path both stores share: writes queued on `_writes`, committed in order
+    by the store's commit callback, and listeners told of each attempt once it is committed."""
+
+    _writes: WriteQueue
+    _lock: threading.RLock
+    _listeners: list[AttemptListener]
+
+    def mark_delivering(self, event_id: int) -> None:
+        self._writes.put("delivering", event_id)
+
+    def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
+        future: Future[Row] = Future()
+        future.add_done_callback(self._notify_done)
+        self._writes.put("attempt", (attempt, future, adhoc))
+        return future
+
+    def _notify_done(self, future: Future[Row]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._notify(future.result())
+
+    def settle_event(
+        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
+    ) -> None:
+        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
+
+    def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def flush(self) -> None:
+        with self._lock:
+            self._writes.flush_locked()
+
+    def queued_writes(self) -> int:
+        """Hot-path writes not committed yet (bounded by max_pending)."""
+        return len(self._writes)
+
+    def _notify(self, row: Row) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(row)
+            except Exception:  # a broken listener must not stop the attempt log
+                log.exception("attempt listener failed")
