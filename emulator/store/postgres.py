@@ -50,6 +50,8 @@ from emulator.store.rows import (
     cloud_call_row,
     delivery_row,
     event_values,
+    newest_page,
+    newest_page_sql,
     task_values,
 )
 from emulator.store.sqlite import UNFINISHED, task_query
@@ -467,42 +469,14 @@ class PostgresStore(WriteBehind):
     def list_deliveries(
         self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
     ) -> tuple[list[Row], int | None]:
-        conds, args = [], list[Any]()
-        for column, value in (
+        filters = (
             ("task_id", where.task_id),
             ("ok", where.ok),
             ("status_code", where.status_code),
             ("event_type", where.event_type),
-        ):
-            if value is not None:
-                conds.append(f"{column} = %s")
-                args.append(value)
-        return self._page("deliveries", conds, args, limit, before, after, delivery_row)
-
-    def _page(
-        self,
-        table: str,
-        conds: list[str],
-        args: list[Any],
-        limit: int,
-        before: int | None,
-        after: int | None,
-        convert: Callable[[Row], Row],
-    ) -> tuple[list[Row], int | None]:
-        """The newest `limit` rows by id (below `before`, above `after`), oldest first."""
-        if before is not None:
-            conds.append("id < %s")
-            args.append(before)
-        if after is not None:
-            conds.append("id > %s")
-            args.append(after)
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        rows = self._read(
-            f"SELECT * FROM {table}{where} ORDER BY id DESC LIMIT %s", [*args, limit + 1]
         )
-        page, more = rows_to_page(rows, limit)
-        page.reverse()
-        return [convert(r) for r in page], (page[0]["id"] if more and page else None)
+        sql, args = newest_page_sql("deliveries", filters, limit, before, after, mark="%s")
+        return newest_page(self._read(sql, args), limit, delivery_row)
 
     def log_cloud_call(self, at: float, action: str, task_id: str | None, record: str) -> None:
         sql = (
@@ -520,12 +494,9 @@ class PostgresStore(WriteBehind):
     def list_cloud_calls(
         self, *, action: str | None, task_id: str | None, limit: int, before: int | None
     ) -> tuple[list[Row], int | None]:
-        conds, args = [], list[Any]()
-        for column, value in (("action", action), ("task_id", task_id)):
-            if value is not None:
-                conds.append(f"{column} = %s")
-                args.append(value)
-        return self._page("cloud_calls", conds, args, limit, before, None, cloud_call_row)
+        filters = (("action", action), ("task_id", task_id))
+        sql, args = newest_page_sql("cloud_calls", filters, limit, before, None, mark="%s")
+        return newest_page(self._read(sql, args), limit, cloud_call_row)
 
     def reset(self) -> None:
         with self._lock:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from emulator.store.base import DELIVERY_COLUMNS, NewEvent, NewTask, Row
+from emulator.store.base import DELIVERY_COLUMNS, NewEvent, NewTask, Row, rows_to_page
 
 # An attempt's columns as inserted (the id comes from the database).
 ATTEMPT_COLUMNS: tuple[str, ...] = DELIVERY_COLUMNS[1:]
@@ -66,3 +67,34 @@ def delivery_row(row: Row) -> Row:
 
 def cloud_call_row(row: Row) -> Row:
     return {"id": row["id"], **json.loads(row["record"])}
+
+
+def newest_page_sql(
+    table: str,
+    filters: Iterable[tuple[str, Any]],
+    limit: int,
+    before: int | None,
+    after: int | None,
+    *,
+    mark: str,
+) -> tuple[str, list[Any]]:
+    """The query for the newest `limit` (+1) rows by id matching `filters` (None: any), below
+    `before` and above `after`; `mark` is the driver's placeholder."""
+    given = [(column, value) for column, value in filters if value is not None]
+    conds = [f"{column} = {mark}" for column, _ in given]
+    args = [value for _, value in given]
+    for bound, op in ((before, "<"), (after, ">")):
+        if bound is not None:
+            conds.append(f"id {op} {mark}")
+            args.append(bound)
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    return f"SELECT * FROM {table}{where} ORDER BY id DESC LIMIT {mark}", [*args, limit + 1]
+
+
+def newest_page(
+    rows: list[Row], limit: int, convert: Callable[[Row], Row]
+) -> tuple[list[Row], int | None]:
+    """The page oldest first, and the cursor to older rows (None: this is the last page)."""
+    page, more = rows_to_page(rows, limit)
+    page.reverse()
+    return [convert(r) for r in page], (page[0]["id"] if more and page else None)
