@@ -101,7 +101,7 @@ class PostgresStore(WriteBehind):
         self,
         url: str,
         *,
-        max_pending: int = 20_000,
+        max_pending: int = 50_000,
         max_deliveries: int = 500_000,
         max_cloud_calls: int = 100_000,
         pool_size: int = 18,  # the 16 HTTP worker threads, the writer and one spare

@@ -11,6 +11,7 @@ bounded: a producer waits for room instead of growing memory.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import sqlite3
@@ -85,7 +86,7 @@ class SQLiteStore(WriteBehind):
         self,
         path: str,
         *,
-        max_pending: int = 20_000,
+        max_pending: int = 50_000,
         max_deliveries: int = 500_000,
         max_cloud_calls: int = 100_000,
     ) -> None:
@@ -157,18 +158,30 @@ class SQLiteStore(WriteBehind):
         done: list[tuple[Future[Row], Row]] = []
 
         def run(conn: sqlite3.Connection) -> None:
-            for kind, op in batch:
+            # Runs of one kind go in one executemany (the order of the batch is kept); an
+            # attempt run's ids are the last row id and the ones before it, as AUTOINCREMENT
+            # gives consecutive ids to one writer inside one transaction.
+            for kind, group in itertools.groupby(batch, key=_op_kind):
+                ops = [op for _, op in group]
                 if kind == "delivering":
-                    conn.execute(SQL_DELIVERING, (op,))
+                    conn.executemany(SQL_DELIVERING, [(op,) for op in ops])
                 elif kind == "settle":
-                    conn.execute(SQL_SETTLE, op)
-                else:
-                    row, future, adhoc = op
-                    if adhoc is not None:
+                    conn.executemany(SQL_SETTLE, ops)
+                elif kind == "adhoc":
+                    for row, future, adhoc in ops:
                         row = {**row, "event_id": _insert_adhoc(conn, adhoc, row)}
-                    values = [column_value(k, row[k]) for k in ATTEMPT_COLUMNS]
-                    stored = {**row, "id": conn.execute(SQL_ATTEMPT, values).lastrowid}
-                    done.append((future, stored))
+                        values = [column_value(k, row[k]) for k in ATTEMPT_COLUMNS]
+                        done.append(
+                            (future, {**row, "id": conn.execute(SQL_ATTEMPT, values).lastrowid})
+                        )
+                else:
+                    rows = [[column_value(k, row[k]) for k in ATTEMPT_COLUMNS] for row, _, _ in ops]
+                    conn.executemany(SQL_ATTEMPT, rows)
+                    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+                    first = last - len(ops) + 1
+                    done.extend(
+                        (future, {**row, "id": first + n}) for n, (row, future, _) in enumerate(ops)
+                    )
             self._since_prune += len(done)
             if self._since_prune >= 1000:
                 self._since_prune = 0
@@ -435,6 +448,11 @@ def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connect
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _op_kind(item: tuple[str, Any]) -> str:
+    kind, op = item
+    return "adhoc" if kind == "attempt" and op[2] is not None else kind
 
 
 def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:

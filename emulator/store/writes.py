@@ -24,6 +24,9 @@ Op = tuple[str, Any]
 Commit = Callable[[list[Op]], list[tuple["Future[Any]", Any]]]
 
 
+EARLY_FLUSH = 2_000  # queued writes that wake the flusher before its interval is up
+
+
 class Discarded(Exception):
     """A queued write forgotten by a reset."""
 
@@ -34,7 +37,7 @@ class WriteQueue:
         commit: Commit,
         *,
         lock: threading.RLock,
-        max_pending: int = 20_000,
+        max_pending: int = 50_000,
         interval_s: float = 0.01,
         max_backoff_s: float = 1.0,
     ) -> None:
@@ -56,8 +59,8 @@ class WriteQueue:
                 self._cond.notify_all()
                 self._cond.wait(0.5)
             self._pending.append((kind, op))
-            if len(self._pending) == 1:
-                self._cond.notify_all()  # wake the flusher from its idle wait
+            if len(self._pending) in (1, EARLY_FLUSH):
+                self._cond.notify_all()  # wake the flusher: from idle, or early for a big batch
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -108,7 +111,10 @@ class WriteQueue:
             with self._cond:
                 while not self._pending and not self._stopping.is_set():
                     self._cond.wait()
-            if self._stopping.wait(backoff):  # gather a batch (or pause after an error)
+                # Gather a batch (or pause after an error); a big one is committed at once.
+                if len(self._pending) < EARLY_FLUSH:
+                    self._cond.wait(backoff)
+            if self._stopping.is_set():
                 return
             try:
                 with self._lock:
