@@ -153,13 +153,12 @@ class QAControls:
         if sent is None:
             raise InvalidState(RESET_DURING_SEND)
         _, stored = sent
+        assert stored is not None  # send_now waits for its row
         self._storage(self.store.flush)
         try:
             return stored.result(timeout=10)
         except Discarded:
-            raise InvalidState(
-                "the emulator was reset while this callback was being sent"
-            ) from None
+            raise InvalidState(RESET_DURING_SEND) from None
 
     # -- the cloud-call log ----------------------------------------------------------------------
     def log_cloud_call(self, record: Mapping[str, Any]) -> None:

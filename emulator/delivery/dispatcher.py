@@ -91,7 +91,7 @@ class Dispatcher:
                     wave.settle(event)
 
     async def _deliver(self, event: Outgoing, epoch: int) -> None:
-        recorded = await self.attempt(event, epoch, None)
+        recorded = await self.attempt(event, epoch, None, wait=False)
         if recorded is None or epoch != self.epoch or event.state != "delivering":
             return
         attempt, _ = recorded
@@ -123,9 +123,11 @@ class Dispatcher:
         epoch: int,
         redelivery_of: int | None,
         adhoc: NewEvent | None = None,
-    ) -> tuple[Row, Future[Row]] | None:
+        *,
+        wait: bool = True,
+    ) -> tuple[Row, Future[Row] | None] | None:
         """Send once and record it (with `adhoc`, the event's row too, in one commit); None
-        when a reset made the attempt moot."""
+        when a reset made the attempt moot. With `wait`, the future of the stored row."""
         cfg = self._config()
         url = event.callback_url or self._resolve_url(event)
         event.attempts += 1
@@ -177,6 +179,9 @@ class Dispatcher:
             "emulated_at": round(emulated_at, 3),
             "redelivery_of": redelivery_of,
         }
+        if not wait:  # the hot path: nobody waits for the row, listeners still hear of it
+            self._store.log_attempt(attempt)
+            return attempt, None
         return attempt, self._store.record_attempt(attempt, adhoc)
 
     def _gate(self, url: str | None) -> asyncio.Semaphore:

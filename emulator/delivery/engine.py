@@ -113,7 +113,7 @@ class Engine:
         *,
         redelivery_of: int | None = None,
         adhoc: NewEvent | None = None,
-    ) -> tuple[Row, Future[Row]] | None:
+    ) -> tuple[Row, Future[Row] | None] | None:
         """One immediate attempt, no retry (ad-hoc events and redeliveries).
 
         Returns the attempt and the future of its stored row (None if a reset intervened);

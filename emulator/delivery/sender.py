@@ -11,6 +11,7 @@ draining it) once a body passes the cap. https:// goes through aiohttp (transpor
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import socket
@@ -97,6 +98,7 @@ class Target:
         return f"{self.scheme}://{self.authority}{self.path}"
 
 
+@functools.lru_cache(maxsize=1024)  # a few backends, thousands of callbacks each
 def parse_url(url: str) -> Target:
     """Validate and encode `url`; raises SendError("bad URL: ...") naming what is wrong."""
     try:

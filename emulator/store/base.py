@@ -152,6 +152,10 @@ class Store(Protocol):
         """
         ...
 
+    def log_attempt(self, attempt: Row) -> None:
+        """Queue an attempt nobody waits for; listeners still hear of it once committed."""
+        ...
+
     def settle_event(
         self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
     ) -> None: ...

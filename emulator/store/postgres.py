@@ -157,7 +157,9 @@ class PostgresStore(WriteBehind):
             raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
         self._lock = threading.RLock()
         self._listeners: list[AttemptListener] = []
-        self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
+        self._writes = WriteQueue(
+            self._commit_batch, lock=self._lock, max_pending=max_pending, on_committed=self._notify
+        )
         self._since_prune = 0
         self._sync_error: str | None = None
 

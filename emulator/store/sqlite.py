@@ -102,7 +102,9 @@ class SQLiteStore(WriteBehind):
             raise
         self._lock = threading.RLock()
         self._listeners: list[AttemptListener] = []
-        self._writes = WriteQueue(self._commit_batch, lock=self._lock, max_pending=max_pending)
+        self._writes = WriteQueue(
+            self._commit_batch, lock=self._lock, max_pending=max_pending, on_committed=self._notify
+        )
         self._since_prune = 0
         self._sync_error: str | None = (
             None  # the last refused synchronous write, until one succeeds

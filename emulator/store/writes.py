@@ -40,6 +40,7 @@ class WriteQueue:
         max_pending: int = 50_000,
         interval_s: float = 0.01,
         max_backoff_s: float = 1.0,
+        on_committed: Callable[[Any], None] | None = None,
     ) -> None:
         self._commit = commit
         self._lock = lock
@@ -50,6 +51,8 @@ class WriteQueue:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self.error: str | None = None
+        # Told of every attempt row once committed (the store's listeners).
+        self.on_committed = on_committed
         self._thread = threading.Thread(target=self._run, name="tiw-store-writer", daemon=True)
         self._thread.start()
 
@@ -86,7 +89,10 @@ class WriteQueue:
                 self._pending.popleft()
             self._cond.notify_all()
         for future, row in done:
-            future.set_result(row)
+            if self.on_committed is not None:
+                self.on_committed(row)
+            if future is not None:
+                future.set_result(row)
 
     def discard_locked(self) -> None:
         """Forget every queued write (a reset); the caller holds the store's lock."""
@@ -96,7 +102,7 @@ class WriteQueue:
             self._cond.notify_all()
         self.error = None
         for kind, op in batch:
-            if kind == "attempt":  # (row, future, ad-hoc event or None)
+            if kind == "attempt" and op[1] is not None:  # (row, future or None, ad-hoc event)
                 op[1].set_exception(Discarded("forgotten by a reset"))
 
     def stop(self) -> None:
@@ -137,13 +143,12 @@ class WriteBehind:
 
     def record_attempt(self, attempt: Row, adhoc: NewEvent | None = None) -> Future[Row]:
         future: Future[Row] = Future()
-        future.add_done_callback(self._notify_done)
         self._writes.put("attempt", (attempt, future, adhoc))
         return future
 
-    def _notify_done(self, future: Future[Row]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self._notify(future.result())
+    def log_attempt(self, attempt: Row) -> None:
+        """Queue an attempt nobody waits for (the delivery hot path): no future to settle."""
+        self._writes.put("attempt", (attempt, None, None))
 
     def settle_event(
         self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
