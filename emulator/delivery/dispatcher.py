@@ -92,9 +92,12 @@ class Dispatcher:
 
     async def _deliver(self, event: Outgoing, epoch: int) -> None:
         recorded = await self.attempt(event, epoch, None, wait=False)
-        if recorded is None or epoch != self.epoch or event.state != "delivering":
+        if recorded is None:
             return
         attempt, _ = recorded
+        if event.state != "delivering":  # cancelled while in flight: logged, not settled
+            self._store.log_attempt(attempt)
+            return
         scheduler = self.scheduler
         assert scheduler is not None
         if attempt["ok"]:
@@ -108,13 +111,7 @@ class Dispatcher:
                 scheduler.add([event])
         if event.state != "scheduled":
             scheduler.forget(event.id)
-        self._store.settle_event(
-            event.id,
-            state=event.state,
-            attempts=event.attempts,
-            due_at=event.due_at,
-            payload=attempt["request_body"],
-        )
+        self._store.log_attempt(attempt, (event.state, event.attempts, event.due_at))
 
     # -- one attempt ---------------------------------------------------------------------------
     async def attempt(
@@ -179,8 +176,7 @@ class Dispatcher:
             "emulated_at": round(emulated_at, 3),
             "redelivery_of": redelivery_of,
         }
-        if not wait:  # the hot path: nobody waits for the row, listeners still hear of it
-            self._store.log_attempt(attempt)
+        if not wait:  # the hot path: the caller logs it with its event's new state
             return attempt, None
         return attempt, self._store.record_attempt(attempt, adhoc)
 

@@ -152,13 +152,11 @@ class Store(Protocol):
         """
         ...
 
-    def log_attempt(self, attempt: Row) -> None:
-        """Queue an attempt nobody waits for; listeners still hear of it once committed."""
+    def log_attempt(self, attempt: Row, settle: tuple[str, int, float] | None = None) -> None:
+        """Queue an attempt nobody waits for (listeners still hear of it once committed) and,
+        with `settle` (state, attempts, due_at), its event's new state."""
         ...
 
-    def settle_event(
-        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
-    ) -> None: ...
     def subscribe(self, listener: AttemptListener) -> Callable[[], None]: ...
     def flush(self) -> None:
         """Commit every queued write now; raises StorageError if the database refuses."""

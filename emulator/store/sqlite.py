@@ -11,7 +11,6 @@ bounded: a producer waits for room instead of growing memory.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import sqlite3
@@ -36,8 +35,8 @@ from emulator.store.migrations import migrate
 from emulator.store.owner import OwnerLock
 from emulator.store.rows import (
     ATTEMPT_COLUMNS,
+    attempt_values,
     cloud_call_row,
-    column_value,
     delivery_row,
     event_values,
     newest_page,
@@ -160,30 +159,35 @@ class SQLiteStore(WriteBehind):
         done: list[tuple[Future[Row], Row]] = []
 
         def run(conn: sqlite3.Connection) -> None:
-            # Runs of one kind go in one executemany (the order of the batch is kept); an
-            # attempt run's ids are the last row id and the ones before it, as AUTOINCREMENT
-            # gives consecutive ids to one writer inside one transaction.
-            for kind, group in itertools.groupby(batch, key=_op_kind):
-                ops = [op for _, op in group]
-                if kind == "delivering":
-                    conn.executemany(SQL_DELIVERING, [(op,) for op in ops])
+            # One executemany per kind. Settles keep their order and go before the 'delivering'
+            # marks, which only touch a still-scheduled event: the final state is the one the
+            # batch's order gives. Attempt ids are the last row id and the ones before it, as
+            # AUTOINCREMENT numbers one writer's rows consecutively inside a transaction.
+            attempts: list[Any] = []
+            adhocs: list[Any] = []
+            settles: list[Any] = []
+            delivering: list[tuple[int]] = []
+            for kind, op in batch:
+                if kind == "attempt":
+                    (adhocs if op[2] is not None else attempts).append(op)
                 elif kind == "settle":
-                    conn.executemany(SQL_SETTLE, ops)
-                elif kind == "adhoc":
-                    for row, future, adhoc in ops:
-                        row = {**row, "event_id": _insert_adhoc(conn, adhoc, row)}
-                        values = [column_value(k, row[k]) for k in ATTEMPT_COLUMNS]
-                        done.append(
-                            (future, {**row, "id": conn.execute(SQL_ATTEMPT, values).lastrowid})
-                        )
+                    settles.append(op)
                 else:
-                    rows = [[column_value(k, row[k]) for k in ATTEMPT_COLUMNS] for row, _, _ in ops]
-                    conn.executemany(SQL_ATTEMPT, rows)
-                    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-                    first = last - len(ops) + 1
-                    done.extend(
-                        (future, {**row, "id": first + n}) for n, (row, future, _) in enumerate(ops)
-                    )
+                    delivering.append((op,))
+            if attempts:
+                conn.executemany(SQL_ATTEMPT, [attempt_values(row) for row, _, _ in attempts])
+                last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+                first = last - len(attempts) + 1
+                done.extend(
+                    (future, {**row, "id": first + n})
+                    for n, (row, future, _) in enumerate(attempts)
+                )
+            for row, future, adhoc in adhocs:
+                row = {**row, "event_id": _insert_adhoc(conn, adhoc, row)}
+                row_id = conn.execute(SQL_ATTEMPT, attempt_values(row)).lastrowid
+                done.append((future, {**row, "id": row_id}))
+            conn.executemany(SQL_SETTLE, settles)
+            conn.executemany(SQL_DELIVERING, delivering)
             self._since_prune += len(done)
             if self._since_prune >= 1000:
                 self._since_prune = 0
@@ -450,11 +454,6 @@ def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connect
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-
-
-def _op_kind(item: tuple[str, Any]) -> str:
-    kind, op = item
-    return "adhoc" if kind == "attempt" and op[2] is not None else kind
 
 
 def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:

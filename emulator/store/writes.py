@@ -57,12 +57,17 @@ class WriteQueue:
         self._thread.start()
 
     def put(self, kind: str, op: Any) -> None:
+        self.put_many(((kind, op),))
+
+    def put_many(self, ops: tuple[Op, ...]) -> None:
+        """Queue writes that belong together (an attempt and its event's state) at once."""
         with self._cond:
             while len(self._pending) >= self._max and not self._stopping.is_set():
                 self._cond.notify_all()
                 self._cond.wait(0.5)
-            self._pending.append((kind, op))
-            if len(self._pending) in (1, EARLY_FLUSH):
+            before = len(self._pending)
+            self._pending.extend(ops)
+            if before == 0 or before < EARLY_FLUSH <= len(self._pending):
                 self._cond.notify_all()  # wake the flusher: from idle, or early for a big batch
 
     def __len__(self) -> int:
@@ -146,14 +151,15 @@ class WriteBehind:
         self._writes.put("attempt", (attempt, future, adhoc))
         return future
 
-    def log_attempt(self, attempt: Row) -> None:
-        """Queue an attempt nobody waits for (the delivery hot path): no future to settle."""
-        self._writes.put("attempt", (attempt, None, None))
-
-    def settle_event(
-        self, event_id: int, *, state: str, attempts: int, due_at: float, payload: str | None
-    ) -> None:
-        self._writes.put("settle", (state, attempts, due_at, payload, event_id))
+    def log_attempt(self, attempt: Row, settle: tuple[str, int, float] | None = None) -> None:
+        """Queue an attempt nobody waits for (the delivery hot path), and with `settle`
+        (state, attempts, due_at) its event's new state, in one go."""
+        if settle is None:
+            self._writes.put("attempt", (attempt, None, None))
+            return
+        state, attempts, due_at = settle
+        row = (state, attempts, due_at, attempt["request_body"], attempt["event_id"])
+        self._writes.put_many((("attempt", (attempt, None, None)), ("settle", row)))
 
     def subscribe(self, listener: AttemptListener) -> Callable[[], None]:
         self._listeners.append(listener)
