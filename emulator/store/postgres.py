@@ -45,9 +45,9 @@ from emulator.store.base import (
 )
 from emulator.store.pg_connection import check_idle, describe, take_ownership
 from emulator.store.pg_migrations import migrate
+from emulator.store.queries import SharedQueries
 from emulator.store.rows import (
     ATTEMPT_COLUMNS,
-    cloud_call_row,
     delivery_row,
     event_values,
     newest_page,
@@ -93,9 +93,11 @@ RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_ca
 Conn = Any  # psycopg.Connection[Row]
 
 
-class PostgresStore(WriteBehind):
+class PostgresStore(WriteBehind, SharedQueries):
     """A connection pool plus one connection holding the owner lock; safe to share between
     threads."""
+
+    MARK = "%s"
 
     def __init__(
         self,
@@ -309,9 +311,6 @@ class PostgresStore(WriteBehind):
         return done
 
     # -- configuration ---------------------------------------------------------------------
-    def load_config(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
-
     def save_config(self, values: Mapping[str, Any]) -> None:
         rows = [(k, json.dumps(v)) for k, v in values.items()]
         sql = (
@@ -320,18 +319,10 @@ class PostgresStore(WriteBehind):
         )
         self._write(lambda c: c.cursor().executemany(sql, rows))
 
-    def list_rules(self) -> list[Row]:
-        rows = self._read("SELECT id, match, scenario FROM rules ORDER BY id")
-        return [{**r, "match": json.loads(r["match"])} for r in rows]
-
     def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int:
         sql = "INSERT INTO rules (match, scenario, created_at) VALUES (%s, %s, %s) RETURNING id"
         args = (json.dumps(dict(match)), scenario, created_at)
         return int(self._write(lambda c: c.execute(sql, args).fetchone()["id"]))
-
-    def delete_rule(self, rule_id: int) -> bool:
-        sql = "DELETE FROM rules WHERE id = %s"
-        return bool(self._write(lambda c: c.execute(sql, (rule_id,)).rowcount))
 
     def list_scenarios(self) -> list[Row]:
         rows = self._read("SELECT * FROM scenarios ORDER BY name")
@@ -343,12 +334,6 @@ class PostgresStore(WriteBehind):
             " ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc"
         )
         self._write(lambda c: c.execute(sql, (name, doc)))
-
-    def delete_scenario(self, name: str) -> None:
-        self._write(lambda c: c.execute("DELETE FROM scenarios WHERE name = %s", (name,)))
-
-    def app_callbacks(self) -> dict[int, str]:
-        return {r["sdk_app_id"]: r["url"] for r in self._read("SELECT * FROM app_callbacks")}
 
     def set_app_callback(self, sdk_app_id: int, url: str | None) -> None:
         if url is None:
@@ -446,28 +431,10 @@ class PostgresStore(WriteBehind):
 
         self._write(run)
 
-    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]:
-        return self._read(
-            "SELECT * FROM events WHERE task_id = %s ORDER BY seq LIMIT %s", (task_id, limit)
-        )
-
-    def pending_events(self) -> list[Row]:
-        return self._read(
-            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
-        )
-
-    def get_event(self, event_id: int) -> Row | None:
-        rows = self._read("SELECT * FROM events WHERE id = %s", (event_id,))
-        return rows[0] if rows else None
-
     def insert_events(self, events: list[NewEvent]) -> None:
         self._write(lambda conn: _insert_events(conn, events))
 
     # -- the attempt log and the cloud-call log ----------------------------------------------
-    def get_delivery(self, delivery_id: int) -> Row | None:
-        rows = self._read("SELECT * FROM deliveries WHERE id = %s", (delivery_id,))
-        return delivery_row(rows[0]) if rows else None
-
     def list_deliveries(
         self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
     ) -> tuple[list[Row], int | None]:
@@ -492,13 +459,6 @@ class PostgresStore(WriteBehind):
                 _prune(conn, "cloud_calls", self.max_cloud_calls)
 
         self._write(run)
-
-    def list_cloud_calls(
-        self, *, action: str | None, task_id: str | None, limit: int, before: int | None
-    ) -> tuple[list[Row], int | None]:
-        filters = (("action", action), ("task_id", task_id))
-        sql, args = newest_page_sql("cloud_calls", filters, limit, before, None, mark="%s")
-        return newest_page(self._read(sql, args), limit, cloud_call_row)
 
     def reset(self) -> None:
         with self._lock:

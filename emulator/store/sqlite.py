@@ -33,10 +33,10 @@ from emulator.store.base import (
 )
 from emulator.store.migrations import migrate
 from emulator.store.owner import OwnerLock
+from emulator.store.queries import SharedQueries
 from emulator.store.rows import (
     ATTEMPT_COLUMNS,
     attempt_values,
-    cloud_call_row,
     delivery_row,
     event_values,
     newest_page,
@@ -78,8 +78,10 @@ STATUS_SQL = {
 RESET_TABLES = ("tasks", "task_plans", "events", "deliveries", "rules", "scenarios", "cloud_calls")
 
 
-class SQLiteStore(WriteBehind):
+class SQLiteStore(WriteBehind, SharedQueries):
     """One connection guarded by a lock; safe to share between threads."""
+
+    MARK = "?"
 
     def __init__(
         self,
@@ -201,9 +203,6 @@ class SQLiteStore(WriteBehind):
         return done
 
     # -- configuration ---------------------------------------------------------------------
-    def load_config(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
-
     def save_config(self, values: Mapping[str, Any]) -> None:
         rows = [(k, json.dumps(v)) for k, v in values.items()]
         self._write(
@@ -212,18 +211,10 @@ class SQLiteStore(WriteBehind):
             )
         )
 
-    def list_rules(self) -> list[Row]:
-        rows = self._read("SELECT id, match, scenario FROM rules ORDER BY id")
-        return [{**r, "match": json.loads(r["match"])} for r in rows]
-
     def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int:
         sql = "INSERT INTO rules (match, scenario, created_at) VALUES (?, ?, ?)"
         args = (json.dumps(dict(match)), scenario, created_at)
         return int(self._write(lambda c: c.execute(sql, args).lastrowid))
-
-    def delete_rule(self, rule_id: int) -> bool:
-        sql = "DELETE FROM rules WHERE id = ?"
-        return bool(self._write(lambda c: c.execute(sql, (rule_id,)).rowcount))
 
     def list_scenarios(self) -> list[Row]:
         return [{**r, "doc": json.loads(r["doc"])} for r in self._read("SELECT * FROM scenarios")]
@@ -231,12 +222,6 @@ class SQLiteStore(WriteBehind):
     def save_scenario(self, name: str, doc: str) -> None:
         sql = "INSERT OR REPLACE INTO scenarios (name, doc) VALUES (?, ?)"
         self._write(lambda c: c.execute(sql, (name, doc)))
-
-    def delete_scenario(self, name: str) -> None:
-        self._write(lambda c: c.execute("DELETE FROM scenarios WHERE name = ?", (name,)))
-
-    def app_callbacks(self) -> dict[int, str]:
-        return {r["sdk_app_id"]: r["url"] for r in self._read("SELECT * FROM app_callbacks")}
 
     def set_app_callback(self, sdk_app_id: int, url: str | None) -> None:
         if url is None:
@@ -332,20 +317,6 @@ class SQLiteStore(WriteBehind):
 
         self._write(run)
 
-    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]:
-        return self._read(
-            "SELECT * FROM events WHERE task_id = ? ORDER BY seq LIMIT ?", (task_id, limit)
-        )
-
-    def pending_events(self) -> list[Row]:
-        return self._read(
-            "SELECT * FROM events WHERE state IN ('scheduled', 'delivering') ORDER BY due_at, id"
-        )
-
-    def get_event(self, event_id: int) -> Row | None:
-        rows = self._read("SELECT * FROM events WHERE id = ?", (event_id,))
-        return rows[0] if rows else None
-
     def insert_events(self, events: list[NewEvent]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             for event in events:
@@ -354,10 +325,6 @@ class SQLiteStore(WriteBehind):
         self._write(run)
 
     # -- the attempt log and the cloud-call log ----------------------------------------------
-    def get_delivery(self, delivery_id: int) -> Row | None:
-        rows = self._read("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-        return delivery_row(rows[0]) if rows else None
-
     def list_deliveries(
         self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
     ) -> tuple[list[Row], int | None]:
@@ -379,13 +346,6 @@ class SQLiteStore(WriteBehind):
                 _prune(conn, "cloud_calls", self.max_cloud_calls)
 
         self._write(run)
-
-    def list_cloud_calls(
-        self, *, action: str | None, task_id: str | None, limit: int, before: int | None
-    ) -> tuple[list[Row], int | None]:
-        filters = (("action", action), ("task_id", task_id))
-        sql, args = newest_page_sql("cloud_calls", filters, limit, before, None, mark="?")
-        return newest_page(self._read(sql, args), limit, cloud_call_row)
 
     def reset(self) -> None:
         with self._lock:
