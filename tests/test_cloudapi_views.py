@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
+from tc3_requests import tc3_headers
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -21,7 +22,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.tiw.v20190919 import models, tiw_client
 from werkzeug.serving import make_server
 
-from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint, errors, tc3
+from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint, errors
 
 SID = "AKIDemulatorEXAMPLE0001"
 SKEY = "emulatorSecretKeyEXAMPLE"
@@ -190,23 +191,10 @@ def raw_post(
     headers: dict[str, str] | None = None,
 ) -> requests.Response:
     ts = int(time.time()) if timestamp is None else timestamp
-    auth = tc3.sign_request(
-        secret_id=SID,
-        secret_key=SKEY,
-        method="POST",
-        host=emu.endpoint,
-        content_type="application/json",
-        query="",
-        body=body,
-        timestamp=ts,
-    )
     sent = {
-        "Content-Type": "application/json",
-        "X-TC-Action": action,
-        "X-TC-Version": "2019-09-19",
-        "X-TC-Timestamp": str(ts),
-        "X-TC-Region": "ap-guangzhou",
-        "Authorization": auth,
+        **tc3_headers(
+            action, body, secret_id=SID, secret_key=SKEY, host=emu.endpoint, timestamp=ts
+        ),
         **(headers or {}),
     }
     return requests.post(emu.url, data=body, headers=sent, timeout=5)

@@ -23,8 +23,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tc3_requests import tc3_headers
 
-from emulator.cloudapi import sign_v1, tc3
+from emulator.cloudapi import sign_v1
 from emulator.cloudapi.params import ACTIONS, API_VERSION
 from emulator.core.service import Emulator
 from emulator.web.app import create_app, get_emulator
@@ -140,24 +141,9 @@ def _tc3_call(
 ) -> Any:
     body = json.dumps(params).encode()
     now = int(emu.clock.wall())
-    authorization = tc3.sign_request(
-        secret_id=SID,
-        secret_key=SKEY,
-        method="POST",
-        host=HOST,
-        content_type="application/json",
-        query="",
-        body=body,
-        timestamp=now,
-    )
     headers = {
-        "Authorization": authorization,
-        "Content-Type": "application/json",
+        **tc3_headers(action, body, secret_id=SID, secret_key=SKEY, host=HOST, timestamp=now),
         "Host": HOST,
-        "X-TC-Action": action,
-        "X-TC-Version": API_VERSION,
-        "X-TC-Timestamp": str(now),
-        "X-TC-Region": "ap-guangzhou",
     }
     return client.post("/", headers=headers, data=body if cut is None else body[:cut])
 

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 import reliability_log
 import requests
+from tc3_requests import tc3_headers
 
-from emulator.cloudapi import tc3
-from emulator.cloudapi.params import API_VERSION
 from emulator.core import redact
 from emulator.core.config import Settings
 from emulator.receiver import Receiver
@@ -156,24 +155,9 @@ def _tc3(running: Any, action: str, params: dict[str, Any]) -> requests.Response
     body = json.dumps(params).encode()
     now = int(running.emu.clock.wall())
     host = running.url.removeprefix("http://")
-    authorization = tc3.sign_request(
-        secret_id=SECRET_ID,
-        secret_key=SECRET_KEY,
-        method="POST",
-        host=host,
-        content_type="application/json",
-        query="",
-        body=body,
-        timestamp=now,
+    headers = tc3_headers(
+        action, body, secret_id=SECRET_ID, secret_key=SECRET_KEY, host=host, timestamp=now
     )
-    headers = {
-        "Authorization": authorization,
-        "Content-Type": "application/json",
-        "X-TC-Action": action,
-        "X-TC-Version": API_VERSION,
-        "X-TC-Timestamp": str(now),
-        "X-TC-Region": "ap-guangzhou",
-    }
     return running.api("POST", "/", data=body, headers=headers)
 
 
