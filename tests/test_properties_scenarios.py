@@ -19,6 +19,7 @@ import pytest
 import reliability_log
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from spec_facts import VIDEO_INFO_TYPES
 
 from emulator.core import payloads
 from emulator.core.errors import ScenarioInvalid
@@ -155,18 +156,6 @@ PARAM_STRATEGIES = {
     name: _from_schema(SCHEMA["properties"][section]["properties"][key])
     for name, (section, key) in PARAMS.items()
 }
-VIDEO_KEYS = {
-    "VideoPlayTime": int,
-    "VideoSize": int,
-    "VideoFormat": str,
-    "VideoDuration": int,
-    "VideoUrl": str,
-    "VideoId": str,
-    "VideoType": int,
-    "UserId": str,
-    "Width": int,
-    "Height": int,
-}
 TASK_ID = re.compile(r"^[0-9a-v]{20}$")
 
 
@@ -186,8 +175,8 @@ def _check_wire_format(event: Any, scenario: Scenario, task_id: str, room: int) 
                 assert isinstance(data[key], kind), (key, data)
             assert data["Progress"] == (100 if not as_string else "100") or as_string
             for video in data["VideoInfos"]:
-                assert set(video) == set(VIDEO_KEYS), video
-                for key, kind in VIDEO_KEYS.items():
+                assert set(video) == set(VIDEO_INFO_TYPES), video
+                for key, kind in VIDEO_INFO_TYPES.items():
                     assert isinstance(video[key], kind), (key, video)
                 assert video["VideoType"] in (0, 1, 2, 3, 4)
                 assert re.fullmatch(r"\d{19}", video["VideoId"]), video
