@@ -230,21 +230,6 @@ class Scheduler:
         self.rearm()
         return self._heap[0][0] if self._heap else None
 
-    def fire_due(self, until: float, wave: Wave | None = None) -> int:
-        """Dispatch, in due order, every live event due at or before `until`."""
-        fired = 0
-        heap = self._heap
-        while heap and heap[0][0] <= until + 1e-9 and not self._closed:
-            due, event_id = heapq.heappop(heap)
-            if self._is_live(due, event_id):
-                event = self._pending[event_id]
-                event.state = "delivering"
-                if wave is not None:
-                    wave.add(event)
-                self._dispatch(event, wave)
-                fired += 1
-        return fired
-
     async def advance(self, seconds: float, min_retry_delay: float | None) -> int:
         """Move the clock by `seconds` and fire what falls due, in due order, retries included.
 
@@ -266,7 +251,7 @@ class Scheduler:
                         heapq.heappush(self._heap, entry)
                 wave.settled.clear()
                 self.rearm()  # takes handed-over events in
-                count = self._fire_in_order(target, wave, min_retry_delay, parked)
+                count = self.fire_due(target, wave, min_retry_delay, parked)
                 fired += count
                 if count:
                     continue
@@ -282,13 +267,16 @@ class Scheduler:
         self.rearm()
         return fired
 
-    def _fire_in_order(
+    def fire_due(
         self,
         until: float,
-        wave: Wave,
-        min_retry_delay: float | None,
-        parked: dict[str, list[tuple[float, int]]],
+        wave: Wave | None = None,
+        min_retry_delay: float | None = None,
+        parked: dict[str, list[tuple[float, int]]] | None = None,
     ) -> int:
+        """Dispatch, in due order, every live event due at or before `until`. In an advance
+        (`wave`, `parked`), an event waits while its task has an attempt in flight due more
+        than `min_retry_delay` before it."""
         fired = 0
         heap = self._heap
         while heap and heap[0][0] <= until + 1e-9 and not self._closed:
@@ -296,14 +284,14 @@ class Scheduler:
             if not self._is_live(due, event_id):
                 continue
             event = self._pending[event_id]
-            key = task_key(event)
-            if min_retry_delay is not None:
-                floor = wave.earliest(key)
+            if wave is not None and parked is not None and min_retry_delay is not None:
+                floor = wave.earliest(task_key(event))
                 if floor is not None and due >= floor + min_retry_delay - 1e-6:
-                    parked.setdefault(key, []).append((due, event_id))
+                    parked.setdefault(task_key(event), []).append((due, event_id))
                     continue
             event.state = "delivering"
-            wave.add(event)
+            if wave is not None:
+                wave.add(event)
             self._dispatch(event, wave)
             fired += 1
         return fired
