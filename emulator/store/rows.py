@@ -50,14 +50,6 @@ def event_values(e: NewEvent) -> tuple[Any, ...]:
     )
 
 
-def column_value(key: str, value: Any) -> Any:
-    if key in ("request_headers", "response_headers"):
-        return None if value is None else _encode_json(value).decode()
-    if key == "ok":
-        return int(bool(value))
-    return value
-
-
 _HEADERS_AT = [ATTEMPT_COLUMNS.index(k) for k in ("request_headers", "response_headers")]
 _OK_AT = ATTEMPT_COLUMNS.index("ok")
 _encode_json = msgspec.json.Encoder().encode  # 10x json.dumps on the hot path; the same JSON
