@@ -69,6 +69,7 @@ def _failed_attempt(task: dict[str, Any], k: int) -> dict[str, Any]:
         "ok": False,
         "emulated_at": 0.0,
         "redelivery_of": None,
+        "possible_duplicate": False,
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -12,39 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
+from served import Served
 
 from emulator.receiver import Receiver
-
-
-class Served:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=full_env,
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()  # blocks until the server says where it listens
-        match = re.search(r"listening on (http://\S+)", first)
-        err = self.proc.stderr.read() if self.proc.stderr and not match else ""
-        assert match, f"unexpected first line {first!r}; stderr: {err}"
-        self.url = match.group(1)
-        self.http = requests.Session()
-        self.http.trust_env = False
-
-    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
-        return self.http.request(method, self.url + path, timeout=30, **kw)
-
-    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
-        self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=20)
-        self.http.close()
-        return self.proc.returncode, out
 
 
 @pytest.fixture
@@ -58,16 +27,13 @@ def served() -> Iterator[Any]:
 
     yield start
     for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.communicate(timeout=20)
+        s.kill()
 
 
 def test_serve_binds_loopback_and_stops_cleanly_on_sigterm(served: Any, tmp_path: Path) -> None:
     s = served("--db", str(tmp_path / "e.db"))
     assert s.url.startswith("http://127.0.0.1:")
     assert s.api("GET", "/healthz").json() == {"status": "ok"}
-    assert s.proc.stderr is not None
     code, out = s.stop(signal.SIGTERM)
     assert code == 0 and "shutting down" in out
 

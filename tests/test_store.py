@@ -223,6 +223,7 @@ def _attempt(n: int, **overrides: Any) -> dict[str, Any]:
         "ok": True,
         "emulated_at": 0.0,
         "redelivery_of": None,
+        "possible_duplicate": False,
         **overrides,
     }
 
@@ -264,7 +265,9 @@ def test_retention_keeps_the_newest_attempts(db: str) -> None:
         store.close()
 
 
-def test_a_second_owner_of_the_same_database_is_refused(db: str) -> None:
+def test_a_second_owner_of_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """One process per SQLite file (PostgreSQL is shared: tests/test_shared_mode.py)."""
+    db = str(tmp_path / "store.db")
     store = open_store(db)
     try:
         with pytest.raises(DatabaseBusy, match=r"in use by (another )?tiw-emulator (process|pid)"):
@@ -274,7 +277,10 @@ def test_a_second_owner_of_the_same_database_is_refused(db: str) -> None:
     open_store(db).close()  # free again once the owner closed it
 
 
-def test_a_second_serve_process_on_the_same_database_refuses_in_one_line(db: str) -> None:
+def test_a_second_serve_process_on_the_same_sqlite_file_refuses_in_one_line(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "store.db")
     store = open_store(db)
     try:
         proc = subprocess.run(

@@ -136,7 +136,7 @@ def test_the_database_keeps_one_unfinished_task_per_room_across_stores(pg_url: s
     """Four stores (four sessions, as four processes would have) race for the same rooms."""
     from emulator.store.postgres import PostgresStore
 
-    stores = [PostgresStore(pg_url, owner=False) for _ in range(4)]
+    stores = [PostgresStore(pg_url) for _ in range(4)]
     rooms = 10
     won: list[str] = []
     taken: list[str] = []

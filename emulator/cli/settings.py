@@ -86,6 +86,14 @@ def add_settings_flags(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) 
         type=int,
         help="run seed: replays a run exactly (default: a fresh one, so TaskIds never repeat)",
     )
+    p.add_argument(
+        "--lease",
+        dest="lease_s",
+        type=float,
+        metavar="SECONDS",
+        help="PostgreSQL shared mode: a process silent this long is taken for dead and its"
+        " pending callbacks are taken over (default 5)",
+    )
 
 
 def cannot_listen(host: str, port: int, exc: OSError) -> int:
@@ -121,6 +129,7 @@ SETTING_KEYS = (
     "verify_signature",
     "fidelity",
     "seed",
+    "lease_s",
 )
 
 

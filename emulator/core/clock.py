@@ -97,6 +97,23 @@ class EmulatedClock:
             self._rebase()
             self._base_emu = max(self._base_emu, emulated)
 
+    def sync(self, emulated: float, at_wall: float, *, speed: float, mode: ClockMode | str) -> None:
+        """Follow a clock set elsewhere (another process sharing the database): it read
+        `emulated` at wall time `at_wall` and runs at `speed` in `mode` since."""
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        with self._lock:
+            self._mode = ClockMode(mode)
+            self._speed = float(speed)
+            running = self._mode is ClockMode.REAL
+            self._base_emu = emulated + ((self._wall() - at_wall) * speed if running else 0.0)
+            self._base_mono = self._monotonic()
+
+    def anchor(self) -> dict[str, float]:
+        """What `sync` needs to follow this clock: the emulated time at a wall time."""
+        with self._lock:
+            return {"emulated": self._now_locked(), "wall": self._wall()}
+
     # -- internals ---------------------------------------------------------------------
     def _now_locked(self) -> float:
         if self._mode is ClockMode.MANUAL:

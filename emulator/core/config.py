@@ -142,6 +142,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     connections_per_backend: int = 64
     seed: int | None = None
+    lease_s: float = 5.0  # PostgreSQL shared mode: a process silent this long is dead
     # Runtime configuration overrides; None means "keep what the database has, else default".
     callback_url: str | None = None
     callback_key: str | None = None
@@ -171,6 +172,8 @@ class Settings:
                 raise UnknownField(key, list(names))
             if value is not None:
                 setattr(settings, key, value)
+        if not 0.5 <= float(settings.lease_s) <= 3600:
+            raise InvalidInput("lease_s", "must be between 0.5 and 3600 seconds")
         if settings.fidelity not in ("default", "strict"):
             raise InvalidInput("fidelity", "must be 'default' or 'strict'")
         return settings

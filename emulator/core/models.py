@@ -204,6 +204,13 @@ class Delivery(Struct, kw_only=True):
     ok: bool
     emulated_at: float | None
     redelivery_of: Id | None
+    possible_duplicate: Annotated[
+        bool,
+        Meta(
+            description="sent by a process that took the event over from one that died"
+            " (shared PostgreSQL mode): the backend may have received it before"
+        ),
+    ] = False
 
 
 class EventCreate(Struct, kw_only=True, forbid_unknown_fields=True):

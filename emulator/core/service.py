@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from emulator.core import ids, payloads
 from emulator.core.clock import EmulatedClock
@@ -28,6 +28,7 @@ from emulator.core.errors import (
 from emulator.core.qa import QAControls
 from emulator.core.redact import mask_url
 from emulator.core.scenarios import BUILTIN_DIR, Catalogue, Scenario, load_dir, parse_scenario
+from emulator.core.shared import SharedMode, take_over
 from emulator.core.timeline import Plan, plan_task
 from emulator.core.views import delivery_view, event_view, task_view
 from emulator.delivery.engine import Engine
@@ -42,6 +43,7 @@ from emulator.store.base import (
     NewTask,
     RoomTaken,
     Row,
+    SharedStore,
     StorageError,
     TaskFilter,
 )
@@ -58,21 +60,22 @@ class Emulator(QAControls):
 
     def __init__(self, settings: Settings, *, clock: EmulatedClock | None = None) -> None:
         self.settings = settings
-        self.store = open_store(settings.db)
+        self.store = open_store(settings.db, lease_s=settings.lease_s)
         stored = self.store.load_config()
-        runtime = RuntimeConfig()
-        for key, value in stored.items():
-            if key not in Settings.RUNTIME_KEYS:
-                continue
-            try:
-                runtime = runtime.patched({key: value})
-            except InvalidInput as bad:  # stored by an older release, refused now
-                log.warning("ignoring stored %s: %s", key, bad.message)
-        self._config = runtime.patched(settings.runtime_overrides())
+        self._config = _runtime_from(stored).patched(settings.runtime_overrides())
         self._config_lock = threading.Lock()
+        peers = self._peers()
+        if peers and self._config.clock == "manual":
+            self.store.close()
+            raise InvalidState(_manual_needs_one_process(peers))
         self.clock = clock or EmulatedClock(
             mode=self._config.clock, speed=self._config.speed, start=stored.get("clock_now")
         )
+        anchor = stored.get("clock_anchor")
+        if peers and isinstance(anchor, dict):  # join the running processes' clock
+            self.clock.sync(
+                anchor["emulated"], anchor["wall"], speed=self._config.speed, mode="real"
+            )
         self._rng_lock = threading.Lock()
         self._seed_lock = threading.Lock()
         self.run_seed = self._new_run_seed()
@@ -82,7 +85,7 @@ class Emulator(QAControls):
         self.catalogue = Catalogue([*builtin, *extra])
         for row in self.store.list_scenarios():
             self.catalogue.add(parse_scenario(row["doc"], source="api"))
-        self.store.save_config(self._config.stored())
+        self.store.save_config(self._stored_config(self._config))
         self._app_callbacks = self.store.app_callbacks()
         self.engine = Engine(
             store=self.store,
@@ -93,6 +96,15 @@ class Emulator(QAControls):
         )
         self._started = False
         self._warned_no_url = False
+        self._shared: SharedMode | None = None
+        if self.store.shared:
+            self._shared = SharedMode(
+                cast(SharedStore, self.store),
+                clock=self.clock,
+                on_notice=self.apply_change,
+                on_taken=lambda rows: self.engine.schedule(Outgoing.of(r) for r in rows),
+                on_lost_lease=self.engine.forget_scheduled,
+            )
 
     def _new_run_seed(self) -> int:
         """The given --seed, else a fresh one: TaskIds never repeat across runs by default."""
@@ -103,10 +115,19 @@ class Emulator(QAControls):
     def start(self) -> Emulator:
         if not self._started:
             self._started = True
-            self.engine.start(Outgoing.of(r) for r in self.store.pending_events())
+            if self._shared is not None:
+                # What dead or stopped processes left, claimed now; the sweep takes the rest.
+                pending = take_over(cast(SharedStore, self.store), self.clock)
+            else:
+                pending = self.store.pending_events()
+            self.engine.start(Outgoing.of(r) for r in pending)
+            if self._shared is not None:
+                self._shared.start()
         return self
 
     def close(self) -> None:
+        if self._shared is not None:
+            self._shared.stop()
         if self._started:
             self.engine.stop()
             self._started = False
@@ -138,14 +159,63 @@ class Emulator(QAControls):
             raise InvalidInput("body", "must be a JSON object")
         with self._config_lock:
             new = self._config.patched(patch)
-            self._storage(lambda: self.store.save_config(new.stored()))
+            if new.clock == "manual" and self._config.clock != "manual":
+                peers = self._peers()
+                if peers:
+                    raise InvalidState(_manual_needs_one_process(peers))
+            anchor = self.clock.anchor()  # the clock changes speed or mode from this instant
+            self._storage(lambda: self.store.save_config(self._stored_config(new, anchor)))
             self._config = new
-        if new.clock != str(self.clock.mode):
-            self.clock.set_mode(new.clock)
-        if new.speed != self.clock.speed:
-            self.clock.set_speed(new.speed)
+        self.clock.sync(anchor["emulated"], anchor["wall"], speed=new.speed, mode=new.clock)
         self.engine.clock_changed()
         return new
+
+    def _stored_config(
+        self, config: RuntimeConfig, anchor: dict[str, float] | None = None
+    ) -> dict[str, Any]:
+        """The config as saved; shared mode adds the clock's anchor, which peers follow."""
+        stored = config.stored()
+        if self.store.shared:
+            stored["clock_anchor"] = anchor or self.clock.anchor()
+        return stored
+
+    def _peers(self) -> list[str]:
+        """The other live processes sharing the database (shared mode), else none."""
+        if not self.store.shared:
+            return []
+        return list(self._storage(cast(SharedStore, self.store).peers))
+
+    # -- shared mode: changes other processes made (emulator.core.shared) ---------------------
+    def apply_change(self, notice: Any) -> None:
+        """Take in a change another process sharing the database committed."""
+        kind = notice.kind
+        if kind in ("config", "resync"):
+            self._reload_config()
+        if kind in ("scenarios", "resync"):
+            self.catalogue.clear_user()
+            for row in self.store.list_scenarios():
+                self.catalogue.add(parse_scenario(row["doc"], source="api"))
+        if kind in ("app_callbacks", "resync"):
+            self._app_callbacks = self.store.app_callbacks()
+        if kind == "cancel" and notice.arg:
+            self.engine.cancel_task(str(notice.arg))
+        if kind == "reset":
+            self.engine.reset()
+            self._forget_user_state()
+
+    def _reload_config(self) -> None:
+        stored = self.store.load_config()
+        with self._config_lock:
+            self._config = _runtime_from(stored)
+        anchor = stored.get("clock_anchor")
+        if isinstance(anchor, dict):
+            self.clock.sync(
+                anchor["emulated"],
+                anchor["wall"],
+                speed=self._config.speed,
+                mode=self._config.clock,
+            )
+        self.engine.clock_changed()
 
     def _resolve_url(self, event: Outgoing) -> str | None:
         """Where an event without its own URL goes: its SdkAppId's callback, else the default."""
@@ -172,7 +242,10 @@ class Emulator(QAControls):
         fired = self.engine.advance(float(seconds))
         # save_config commits the attempts the advance queued first, so they are in the log
         # (and the listeners told) before the reply.
-        self._storage(lambda: self.store.save_config({"clock_now": self.clock.now()}))
+        saved: dict[str, Any] = {"clock_now": self.clock.now()}
+        if self.store.shared:
+            saved["clock_anchor"] = self.clock.anchor()  # peers move with it
+        self._storage(lambda: self.store.save_config(saved))
         return {**self.clock_info(), "fired": fired}
 
     # -- tasks -----------------------------------------------------------------------------
@@ -392,6 +465,9 @@ class Emulator(QAControls):
         """
         self.engine.reset()
         self._storage(self.store.reset)
+        self._forget_user_state()
+
+    def _forget_user_state(self) -> None:
         self.catalogue.clear_user()
         with self._rng_lock:
             self.run_seed = self._new_run_seed()
@@ -411,6 +487,28 @@ class Emulator(QAControls):
 
     def app_callbacks(self) -> dict[int, str]:
         return dict(self._app_callbacks)
+
+
+def _runtime_from(stored: Mapping[str, Any]) -> RuntimeConfig:
+    """The runtime config saved in the database (values an older release saved and this one
+    refuses are skipped, with a warning)."""
+    runtime = RuntimeConfig()
+    for key, value in stored.items():
+        if key not in Settings.RUNTIME_KEYS:
+            continue
+        try:
+            runtime = runtime.patched({key: value})
+        except InvalidInput as bad:
+            log.warning("ignoring stored %s: %s", key, bad.message)
+    return runtime
+
+
+def _manual_needs_one_process(peers: list[str]) -> str:
+    return (
+        f"the manual clock needs the database to itself, and {len(peers)} other emulator"
+        f" process(es) share it ({', '.join(peers)}): use the real clock (--clock real, or"
+        ' PATCH /api/config {"clock": "real"}) or stop the others'
+    )
 
 
 def _random_room(rng: random.Random) -> int:

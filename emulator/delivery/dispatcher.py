@@ -175,7 +175,9 @@ class Dispatcher:
             "ok": ok,
             "emulated_at": round(emulated_at, 3),
             "redelivery_of": redelivery_of,
+            "possible_duplicate": event.possible_duplicate and redelivery_of is None,
         }
+        event.possible_duplicate = False
         if not wait:  # the hot path: the caller logs it with its event's new state
             return attempt, None
         return attempt, self._store.record_attempt(attempt, adhoc)

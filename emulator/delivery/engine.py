@@ -131,5 +131,10 @@ class Engine:
 
         self._wait(reset())
 
+    def forget_scheduled(self) -> None:
+        """Drop every scheduled callback but let attempts in flight finish and be recorded
+        (shared mode: peers took this process's events over while it was unresponsive)."""
+        self._call(self._scheduler.clear)
+
     def pending_count(self) -> int:
         return len(self._scheduler)

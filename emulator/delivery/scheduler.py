@@ -40,6 +40,8 @@ class Outgoing:
     callback_url: str | None  # fixed URL for this event, else resolved when it is sent
     attempts: int = 0
     state: str = "scheduled"
+    # Taken over from a process that died (shared mode): its next attempt may be a duplicate.
+    possible_duplicate: bool = False
 
     @classmethod
     def of(cls, event: NewEvent | Row) -> Outgoing:
@@ -56,6 +58,7 @@ class Outgoing:
             sdk_app_id=row["sdk_app_id"],
             callback_url=row["callback_url"],
             attempts=row.get("attempts", 0),
+            possible_duplicate=bool(row.get("possible_duplicate", False)),
         )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from emulator.store.base import StorageError, Store
 
 
-def open_store(location: str) -> Store:
-    """The store for a `--db` value: a SQLite file path, `:memory:`, or a PostgreSQL URL."""
+def open_store(location: str, *, lease_s: float = 5.0) -> Store:
+    """The store for a `--db` value: a SQLite file path, `:memory:`, or a PostgreSQL URL
+    (shared by the processes given it; one whose heartbeat is `lease_s` old is dead)."""
     if location.startswith(("postgresql://", "postgres://")):
         # Imported here: SQLite, the default, needs no PostgreSQL driver installed.
         try:
@@ -23,7 +24,7 @@ def open_store(location: str) -> Store:
                 " pip install 'tiw-emulator[postgres]'"
             ) from None
 
-        return PostgresStore(location)
+        return PostgresStore(location, lease_s=lease_s)
     from emulator.store.sqlite import SQLiteStore
 
     return SQLiteStore(location)

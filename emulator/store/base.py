@@ -106,6 +106,7 @@ class Store(Protocol):
     """Persistence for one emulator; safe to call from any thread."""
 
     location: str
+    shared: bool  # other processes may share this database (then it is a SharedStore)
 
     def close(self) -> None: ...
     def health(self) -> str | None:
@@ -174,6 +175,36 @@ class Store(Protocol):
 
     def reset(self) -> None:
         """Forget tasks, events, deliveries, rules, user scenarios and cloud calls, atomically."""
+        ...
+
+
+class SharedStore(Store, Protocol):
+    """A store several emulator processes share (PostgreSQL): each process has a lease it
+    renews, each pending event is claimed by one process, and changes are announced."""
+
+    process_id: int
+    lease_s: float  # a process whose heartbeat is this old is dead
+    beat_s: float  # how often a process renews its lease (heartbeat)
+
+    def heartbeat(self) -> bool:
+        """Renew the lease; False when peers took this process for dead (and its events)."""
+        ...
+
+    def peers(self) -> list[str]:
+        """The other live processes."""
+        ...
+
+    def take_over(self, now: float, speed: float) -> list[Row]:
+        """Claim dead processes' and unclaimed pending events (rows with `possible_duplicate`);
+        `now` is emulated time running at `speed` times the wall clock (0: a manual clock)."""
+        ...
+
+    def notices(self, timeout: float) -> list[Any]:
+        """Changes other processes committed (`kind`, `arg`), waiting up to `timeout`."""
+        ...
+
+    def wake(self) -> None:
+        """Make a `notices` call waiting in another thread return now."""
         ...
 
 

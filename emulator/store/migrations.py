@@ -104,7 +104,12 @@ CREATE INDEX cloud_calls_action ON cloud_calls (action);
 CREATE INDEX cloud_calls_task ON cloud_calls (task_id);
 """
 
-STEPS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2))
+# 0.3: an attempt sent after a takeover (shared PostgreSQL mode) is marked; SQLite never sets it.
+V3 = """
+ALTER TABLE deliveries ADD COLUMN possible_duplicate INTEGER NOT NULL DEFAULT 0
+"""
+
+STEPS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
 LATEST = STEPS[-1][0]
 
 

@@ -1,15 +1,15 @@
-"""The PostgreSQL store (psycopg 3 and its pool): `--db postgresql://...`, same semantics as SQLite.
+"""The PostgreSQL store (psycopg 3 and its pool): `--db postgresql://...`, same semantics as SQLite,
+shared by several emulator processes that behave as one emulator (`emulator.store.pg_shared`).
 
 Ids come from identity columns inside the writing transaction; the room rule (one unfinished
 task per room and SdkAppId) is enforced in `insert_task` under a transaction-scoped advisory
-lock keyed by room and SdkAppId, so the database serialises racing creators. The delivery hot
-path is written behind through the same `WriteQueue` as SQLite (pipelined batches), every read
-commits what is queued before it, and a lost connection is a StorageError: health() names it,
-queued writes stay queued and are retried until the server answers again.
-
-One emulator process per database for now: a session advisory lock on a connection of its own
-refuses a second process (DatabaseBusy), as the owner lock file does for SQLite.
-psycopg is imported by this module and pg_connection only (open_store imports them for a
+lock keyed by room and SdkAppId, so the database serialises racing creators, in one process or
+several. The delivery hot path is written behind through the same `WriteQueue` as SQLite
+(pipelined batches), every read commits what is queued before it, and a lost connection is a
+StorageError: health() names it, queued writes stay queued and are retried until the server
+answers again. A task's events are claimed by the process that inserts them; writes that change
+shared state announce it to the other processes (NOTIFY) in the same transaction.
+psycopg is imported by this module and the pg_* ones only (open_store imports them for a
 postgresql:// URL), so the SQLite default needs none of it.
 """
 
@@ -30,9 +30,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from emulator.core.redact import mask_url
+from emulator.store import pg_shared
 from emulator.store.base import (
     AttemptListener,
-    DatabaseBusy,
     DeliveryFilter,
     DuplicateTaskId,
     NewEvent,
@@ -43,8 +43,9 @@ from emulator.store.base import (
     TaskFilter,
     rows_to_page,
 )
-from emulator.store.pg_connection import check_idle, describe, take_ownership
+from emulator.store.pg_connection import check_idle, describe
 from emulator.store.pg_migrations import migrate
+from emulator.store.pg_shared import Notice
 from emulator.store.queries import SharedQueries
 from emulator.store.rows import (
     ATTEMPT_COLUMNS,
@@ -67,7 +68,7 @@ SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = %s AND state
 SQL_SETTLE = "UPDATE events SET state = %s, attempts = %s, due_at = %s, payload = %s WHERE id = %s"
 SQL_EVENT = (
     "INSERT INTO events (task_id, seq, event_type, due_at, state, event_data, sign_mode, note,"
-    " sdk_app_id, callback_url) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id"
+    " sdk_app_id, callback_url, claimed_by) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id"
 )
 SQL_TASK = (
     "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
@@ -94,10 +95,11 @@ Conn = Any  # psycopg.Connection[Row]
 
 
 class PostgresStore(WriteBehind, SharedQueries):
-    """A connection pool plus one connection holding the owner lock; safe to share between
-    threads."""
+    """A connection pool, a listening connection and this process's entry in the registry of
+    processes sharing the database; safe to share between threads."""
 
     MARK = "%s"
+    shared = True
 
     def __init__(
         self,
@@ -108,32 +110,24 @@ class PostgresStore(WriteBehind, SharedQueries):
         max_cloud_calls: int = 100_000,
         pool_size: int = 18,  # the 16 HTTP worker threads, the writer and one spare
         timeout_s: float = 5.0,
-        owner: bool = True,
+        lease_s: float = 5.0,
     ) -> None:
-        """Connect, take the owner lock (unless `owner` is False: tests of cross-process
-        rules), and migrate; StorageError in one line (password masked) if that fails."""
+        """Connect, migrate and join the processes sharing the database; StorageError in one
+        line (password masked) if that fails. A process whose heartbeat is older than
+        `lease_s` seconds is taken for dead and its claimed events are taken over."""
         self.location = mask_url(url)
         self.max_deliveries = max_deliveries
         self.max_cloud_calls = max_cloud_calls
+        self.lease_s = lease_s
+        self.beat_s = pg_shared.beat_s(lease_s)
         self._url = url
         self._timeout = timeout_s
-        self._app_name = f"tiw-emulator pid {os.getpid()}"
-        self._owns = owner
-        self._owner_lock = threading.Lock()
         self._server_down = False
         try:
-            self._owner: Conn | None = self._connect()
-            if owner:
-                take_ownership(self._owner, self.location)
-            migrate(self._owner)
-            if not owner:
-                self._close_owner()
+            with self._connect() as conn:
+                migrate(conn)
         except psycopg.Error as exc:
-            self._close_owner()
             raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
-        except BaseException:
-            self._close_owner()
-            raise
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -153,9 +147,18 @@ class PostgresStore(WriteBehind, SharedQueries):
         )
         try:
             self._pool.open(wait=True, timeout=timeout_s)
+            with self._pool.connection() as conn:
+                self.process_id = pg_shared.register(conn, f"tiw-emulator pid {os.getpid()}")
+        except (psycopg.Error, PoolTimeout) as exc:
+            self._pool.close()
+            raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
+        self._listener = pg_shared.Listener(url, self.process_id, timeout_s)
+        try:
+            self._listener.connect()
+            with self._pool.connection() as conn:  # the first beat: listening from now on
+                pg_shared.heartbeat(conn, self.process_id)
         except psycopg.Error as exc:
             self._pool.close()
-            self._close_owner()
             raise StorageError(f"cannot open database {self.location}: {describe(exc)}") from None
         self._lock = threading.RLock()
         self._listeners: list[AttemptListener] = []
@@ -167,43 +170,30 @@ class PostgresStore(WriteBehind, SharedQueries):
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        """Commit what is queued, give this process's pending events back (another process
+        takes them at once) and leave the registry."""
         self._writes.stop()
         with self._lock, contextlib.suppress(StorageError):
             self._writes.flush_locked()
+        try:
+            with self._connection(timeout=2.0) as conn:
+                pg_shared.release(conn, self.process_id)
+        except StorageError as exc:  # the lease runs out instead; peers take them then
+            log.warning("could not release this process's events: %s", exc)
+        self._listener.close()
         self._pool.close()
-        self._close_owner()
 
     def health(self) -> str | None:
-        return self._writes.error or self._sync_error or self._probe()
+        return self._writes.error or self._sync_error or self._probe() or self._listener.error
 
     def _probe(self) -> str | None:
-        """Ask the server: on the owner connection (re-taking the owner lock after a lost
-        connection), else on a pooled one. None when it answers."""
-        if not self._owns:
-            try:
-                with self._connection(timeout=min(self._timeout, 2.0)) as conn:
-                    conn.execute("SELECT 1")
-            except StorageError as exc:
-                return str(exc)
-            return None
-        with self._owner_lock:
-            if self._owner is not None:
-                try:
-                    self._owner.execute("SELECT 1")
-                    return None
-                except psycopg.Error:
-                    self._close_owner()
-            try:
-                conn = self._connect()
-            except psycopg.Error as exc:
-                return f"PostgreSQL connection lost: {describe(exc)}"
-            try:
-                take_ownership(conn, self.location)
-            except (DatabaseBusy, psycopg.Error) as exc:
-                conn.close()
-                return str(exc)
-            self._owner = conn
-            return None
+        """Ask the server on a pooled connection; None when it answers."""
+        try:
+            with self._connection(timeout=min(self._timeout, 2.0)) as conn:
+                conn.execute("SELECT 1")
+        except StorageError as exc:
+            return str(exc)
+        return None
 
     def _connect(self) -> Conn:
         return psycopg.connect(
@@ -211,15 +201,49 @@ class PostgresStore(WriteBehind, SharedQueries):
             autocommit=True,
             row_factory=dict_row,
             connect_timeout=max(1, int(self._timeout)),
-            application_name=self._app_name,
+            application_name=f"tiw-emulator pid {os.getpid()}",
         )
 
-    def _close_owner(self) -> None:
-        owner = getattr(self, "_owner", None)
-        self._owner = None
-        if owner is not None:
-            with contextlib.suppress(Exception):
-                owner.close()
+    # -- shared mode: the registry, claims and notices (emulator.store.pg_shared) -------------
+    def heartbeat(self) -> bool:
+        """Renew this process's lease. False: peers took it for dead and took its events over;
+        it has joined again under a new id and must drop what it had scheduled. No beat while
+        the listening session is down (peers read a beat as "listening since")."""
+        if not self._listener.listening:
+            return True
+        with self._connection() as conn:
+            if pg_shared.heartbeat(conn, self.process_id):
+                return True
+            self.process_id = pg_shared.register(conn, f"tiw-emulator pid {os.getpid()}")
+        self._listener.rejoin(self.process_id)
+        log.warning("this process was taken for dead (no heartbeat for %g s)", self.lease_s)
+        return False
+
+    def peers(self) -> list[str]:
+        """The other live processes sharing the database."""
+        with self._connection() as conn:
+            return pg_shared.peers(conn, self.process_id, self.lease_s)
+
+    def take_over(self, now: float, speed: float) -> list[Row]:
+        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated
+        time running at `speed` (0: manual)."""
+        with self._lock:
+            self._writes.flush_locked()
+        with self._connection() as conn:
+            return pg_shared.take_over(conn, self.process_id, self.lease_s, now, speed)
+
+    def notices(self, timeout: float) -> list[Notice]:
+        """Changes other processes committed, waiting up to `timeout` for the first."""
+        return self._listener.wait(timeout)
+
+    def wake(self) -> None:
+        """Make a `notices` call waiting in another thread return now."""
+        with self._connection(timeout=1.0) as conn:
+            pg_shared.announce(conn, self.process_id, "wake")
+        # (the listener drops its own notices, but the wait returns at the first one)
+
+    def _changed(self, conn: Conn, kind: str, arg: str | None = None) -> None:
+        pg_shared.announce(conn, self.process_id, kind, arg)
 
     # -- plumbing ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -317,12 +341,22 @@ class PostgresStore(WriteBehind, SharedQueries):
             "INSERT INTO config (key, value) VALUES (%s, %s)"
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
-        self._write(lambda c: c.cursor().executemany(sql, rows))
+
+        def run(conn: Conn) -> None:
+            conn.cursor().executemany(sql, rows)
+            self._changed(conn, "config")
+
+        self._write(run)
 
     def add_rule(self, match: Mapping[str, Any], scenario: str, created_at: float) -> int:
         sql = "INSERT INTO rules (match, scenario, created_at) VALUES (%s, %s, %s) RETURNING id"
         args = (json.dumps(dict(match)), scenario, created_at)
-        return int(self._write(lambda c: c.execute(sql, args).fetchone()["id"]))
+
+        def run(conn: Conn) -> int:
+            self._changed(conn, "rules")
+            return int(conn.execute(sql, args).fetchone()["id"])
+
+        return int(self._write(run))
 
     def list_scenarios(self) -> list[Row]:
         rows = self._read("SELECT * FROM scenarios ORDER BY name")
@@ -333,7 +367,12 @@ class PostgresStore(WriteBehind, SharedQueries):
             "INSERT INTO scenarios (name, doc) VALUES (%s, %s)"
             " ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc"
         )
-        self._write(lambda c: c.execute(sql, (name, doc)))
+
+        def run(conn: Conn) -> None:
+            conn.execute(sql, (name, doc))
+            self._changed(conn, "scenarios")
+
+        self._write(run)
 
     def set_app_callback(self, sdk_app_id: int, url: str | None) -> None:
         if url is None:
@@ -344,7 +383,12 @@ class PostgresStore(WriteBehind, SharedQueries):
                 " ON CONFLICT (sdk_app_id) DO UPDATE SET url = EXCLUDED.url"
             )
             args = (sdk_app_id, url)  # type: ignore[assignment]
-        self._write(lambda c: c.execute(sql, args))
+
+        def run(conn: Conn) -> None:
+            conn.execute(sql, args)
+            self._changed(conn, "app_callbacks")
+
+        self._write(run)
 
     # -- tasks and events --------------------------------------------------------------------
     def insert_task(self, task: NewTask, *, now: float) -> None:
@@ -363,7 +407,10 @@ class PostgresStore(WriteBehind, SharedQueries):
                     )
                     busy = conn.execute(SQL_UNFINISHED, (task.room_id, task.sdk_app_id, now))
                     conn.execute(SQL_TASK, (*task_values(task), task.plan))
-                    ids = [conn.execute(SQL_EVENT, event_values(e)) for e in task.events]
+                    ids = [
+                        conn.execute(SQL_EVENT, (*event_values(e), self.process_id))
+                        for e in task.events
+                    ]
             except pg_errors.UniqueViolation:
                 raise DuplicateTaskId(task.task_id) from None
             holder = busy.fetchone()
@@ -428,11 +475,12 @@ class PostgresStore(WriteBehind, SharedQueries):
                 " AND state IN ('scheduled', 'delivering')",
                 (task_id,),
             )
+            self._changed(conn, "cancel", task_id)
 
         self._write(run)
 
     def insert_events(self, events: list[NewEvent]) -> None:
-        self._write(lambda conn: _insert_events(conn, events))
+        self._write(lambda conn: _insert_events(conn, events, self.process_id))
 
     # -- the attempt log and the cloud-call log ----------------------------------------------
     def list_deliveries(
@@ -467,6 +515,7 @@ class PostgresStore(WriteBehind, SharedQueries):
             def run(conn: Conn) -> None:
                 for table in RESET_TABLES:
                     conn.execute(f"DELETE FROM {table}")
+                self._changed(conn, "reset")
 
             self._write(run)
 
@@ -486,11 +535,11 @@ def task_query_pg(where: TaskFilter, now: float) -> tuple[str, list[Any]]:
     return sql.replace("?", "%s"), args
 
 
-def _insert_events(conn: Conn, events: list[NewEvent]) -> None:
+def _insert_events(conn: Conn, events: list[NewEvent], claimed_by: int) -> None:
     cursors = []
     with conn.pipeline():
         for event in events:
-            cursors.append(conn.execute(SQL_EVENT, event_values(event)))
+            cursors.append(conn.execute(SQL_EVENT, (*event_values(event), claimed_by)))
     for event, cur in zip(events, cursors, strict=True):
         event.id = int(cur.fetchone()["id"])
 
@@ -504,7 +553,7 @@ def column_value(key: str, value: Any) -> Any:
     """An attempt's value as PostgreSQL stores it (`ok` a real boolean, headers JSON)."""
     if key in ("request_headers", "response_headers"):
         return None if value is None else json.dumps(value, ensure_ascii=False)
-    if key == "ok":
+    if key in ("ok", "possible_duplicate"):
         return bool(value)
     return value
 

@@ -26,6 +26,10 @@ class SharedQueries:
     def _sql(self, text: str) -> str:
         return text.replace("?", self.MARK)
 
+    def _changed(self, conn: Any, kind: str, arg: str | None = None) -> None:
+        """Tell other processes sharing the database (PostgreSQL) of a change; in `conn`'s
+        transaction. A store no other process shares has nobody to tell."""
+
     def load_config(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT * FROM config")}
 
@@ -35,11 +39,21 @@ class SharedQueries:
 
     def delete_rule(self, rule_id: int) -> bool:
         sql = self._sql("DELETE FROM rules WHERE id = ?")
-        return bool(self._write(lambda c: c.execute(sql, (rule_id,)).rowcount))
+
+        def run(conn: Any) -> bool:
+            self._changed(conn, "rules")
+            return bool(conn.execute(sql, (rule_id,)).rowcount)
+
+        return bool(self._write(run))
 
     def delete_scenario(self, name: str) -> None:
         sql = self._sql("DELETE FROM scenarios WHERE name = ?")
-        self._write(lambda c: c.execute(sql, (name,)))
+
+        def run(conn: Any) -> None:
+            conn.execute(sql, (name,))
+            self._changed(conn, "scenarios")
+
+        self._write(run)
 
     def app_callbacks(self) -> dict[int, str]:
         return {r["sdk_app_id"]: r["url"] for r in self._read("SELECT * FROM app_callbacks")}

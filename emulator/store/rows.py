@@ -51,7 +51,7 @@ def event_values(e: NewEvent) -> tuple[Any, ...]:
 
 
 _HEADERS_AT = [ATTEMPT_COLUMNS.index(k) for k in ("request_headers", "response_headers")]
-_OK_AT = ATTEMPT_COLUMNS.index("ok")
+_FLAGS_AT = [ATTEMPT_COLUMNS.index(k) for k in ("ok", "possible_duplicate")]
 _encode_json = msgspec.json.Encoder().encode  # 10x json.dumps on the hot path; the same JSON
 
 
@@ -61,13 +61,15 @@ def attempt_values(row: Row) -> list[Any]:
     for at in _HEADERS_AT:
         if values[at] is not None:
             values[at] = _encode_json(values[at]).decode()
-    values[_OK_AT] = int(bool(values[_OK_AT]))
+    for at in _FLAGS_AT:
+        values[at] = int(bool(values[at]))
     return values
 
 
 def delivery_row(row: Row) -> Row:
     out = {k: row[k] for k in DELIVERY_COLUMNS}
     out["ok"] = bool(out["ok"])
+    out["possible_duplicate"] = bool(out["possible_duplicate"])
     for key in ("request_headers", "response_headers"):
         if out[key] is not None:
             out[key] = json.loads(out[key])

@@ -82,6 +82,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
     """One connection guarded by a lock; safe to share between threads."""
 
     MARK = "?"
+    shared = False
 
     def __init__(
         self,

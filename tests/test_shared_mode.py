@@ -1,0 +1,243 @@
+"""Several `serve` processes on one PostgreSQL database behave as one emulator (issue 10).
+
+Real processes, a real PostgreSQL server and a real receiver, all on loopback.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from pgserver import PASSWORD
+from served import Served
+
+from emulator.receiver import Receiver
+
+SPEED = "400"  # a `success` task's five callbacks span 3-10 s of wall time
+
+
+@pytest.fixture
+def cluster(pg_url: str, receiver: Receiver) -> Iterator[Callable[..., list[Served]]]:
+    """Start n `serve` processes on one database, callbacks to `receiver`; all stopped after."""
+    started: list[Served] = []
+
+    def start(n: int, *extra: str) -> list[Served]:
+        common = ("--db", pg_url, "--callback-url", receiver.url, "--retry", "fast")
+        for _ in range(n):
+            started.append(Served(*common, "--clock", "real", "--speed", SPEED, *extra))
+        return started[-n:]
+
+    yield start
+    for s in started:
+        s.kill()
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _create_round_robin(procs: list[Served], count: int) -> list[dict[str, Any]]:
+    """`count` success tasks through the processes in turn, 8 requests in flight."""
+    local = threading.local()
+
+    def create(n: int) -> dict[str, Any]:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+            local.http.trust_env = False
+        url = procs[n % len(procs)].url
+        reply = local.http.post(f"{url}/api/tasks", json={"scenario": "success"}, timeout=60)
+        assert reply.status_code == 201, reply.text
+        return dict(reply.json())
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(create, range(count)))
+
+
+def _pending(proc: Served) -> int:
+    return int(proc.api("GET", "/api/clock").json()["pending_events"])
+
+
+def _key(event_data: dict[str, Any], event_type: str) -> tuple[str, str, Any]:
+    return (event_data["TaskId"], event_type, event_data.get("Progress"))
+
+
+def _planned(tasks: list[dict[str, Any]]) -> collections.Counter[tuple[str, str, Any]]:
+    return collections.Counter(
+        _key(e["payload"]["EventData"], e["event_type"])
+        for t in tasks
+        for e in t["events"]
+        if e["state"] == "scheduled"
+    )
+
+
+def _arrived(receiver: Receiver) -> collections.Counter[tuple[str, str, Any]]:
+    return collections.Counter(
+        _key(body["EventData"], body["EventType"]) for body in receiver.events()
+    )
+
+
+def test_three_processes_deliver_every_planned_event_exactly_once(
+    cluster: Any, receiver: Receiver
+) -> None:
+    procs = cluster(3)
+    tasks = _create_round_robin(procs, 1000)
+    planned = _planned(tasks)
+    assert len(planned) >= 4000 and max(planned.values()) == 1
+    receiver.wait_for_count(sum(planned.values()), timeout=120)
+    _wait(lambda: all(_pending(p) == 0 for p in procs), "every process to have sent all")
+    assert _arrived(receiver) == planned  # each planned event once, and nothing else
+    # Any process answers for any task, and each task's callbacks went out in order.
+    sample = tasks[1]["task_id"]
+    seen = [procs[i].api("GET", f"/api/tasks/{sample}").json()["status"] for i in range(3)]
+    assert seen == ["finished"] * 3
+    by_task: dict[str, list[int]] = collections.defaultdict(list)
+    for body in receiver.events():
+        by_task[body["EventData"]["TaskId"]].append(body["EventData"].get("Progress") or 0)
+    assert all(p == sorted(p) for p in by_task.values())
+    log = procs[2].api("GET", "/api/deliveries?limit=1000").json()["deliveries"]
+    assert log and not any(d["possible_duplicate"] for d in log)
+    # An attempt any process made is redelivered through another.
+    again = procs[0].api("POST", f"/api/deliveries/{log[0]['id']}/redeliver")
+    assert again.status_code == 200 and again.json()["redelivery_of"] == log[0]["id"]
+
+
+def test_a_killed_process_loses_nothing_and_duplicates_are_marked(
+    cluster: Any, receiver: Receiver
+) -> None:
+    procs = cluster(3, "--lease", "2")
+    tasks = _create_round_robin(procs, 1000)
+    planned = _planned(tasks)
+    total = sum(planned.values())
+    receiver.wait_for_count(total // 2, timeout=120)
+    procs[1].proc.send_signal(signal.SIGKILL)
+    procs[1].kill()
+    receiver.wait_for(lambda got: set(_arrived(receiver)) >= set(planned), timeout=120)
+    arrived = _arrived(receiver)
+    assert set(arrived) == set(planned)  # every event at least once, nothing unplanned
+    twice = {key for key, n in arrived.items() if n > 1}
+    marked: set[tuple[str, str, Any]] = set()
+    before = None
+    while True:  # the whole attempt log, through a survivor
+        query = "/api/deliveries?limit=1000" + (f"&before={before}" if before else "")
+        page = procs[0].api("GET", query).json()
+        for d in page["deliveries"]:
+            if d["possible_duplicate"]:
+                body = json.loads(d["request_body"])
+                marked.add(_key(body["EventData"], body["EventType"]))
+        before = page["next_before"]
+        if before is None:
+            break
+    assert twice <= marked, f"{len(twice - marked)} duplicates not marked"
+    assert procs[2].api("GET", "/healthz").status_code == 200
+
+
+def test_a_process_stopping_cleanly_hands_its_callbacks_over_at_once(
+    cluster: Any, receiver: Receiver
+) -> None:
+    """A lease of ten minutes: only the stopping process giving its claims back (and telling
+    the others) can explain the survivor sending them within the test's timeout."""
+    a, b = cluster(2, "--lease", "600", "--speed", "1000")
+    tasks = _create_round_robin([a], 50)
+    planned = _planned(tasks)
+    code, _ = a.stop(signal.SIGTERM)
+    assert code == 0
+    receiver.wait_for(lambda got: set(_arrived(receiver)) >= set(planned), timeout=60)
+    _wait(lambda: _pending(b) == 0, "process b to have sent all")
+    assert _arrived(receiver) == planned
+    log = b.api("GET", "/api/deliveries?limit=1000").json()["deliveries"]
+    assert len(log) == sum(planned.values()) and not any(d["possible_duplicate"] for d in log)
+
+
+def test_two_processes_racing_for_a_room_give_one_201_and_the_rest_409(cluster: Any) -> None:
+    procs = cluster(2)
+    rooms = list(range(5000, 5010))
+    start = threading.Barrier(4)
+    codes: dict[int, list[int]] = collections.defaultdict(list)
+    lock = threading.Lock()
+
+    def race(worker: int) -> None:
+        http = requests.Session()
+        http.trust_env = False
+        start.wait()
+        for room in rooms:
+            url = procs[worker % 2].url
+            reply = http.post(f"{url}/api/tasks", json={"room_id": room}, timeout=60)
+            with lock:
+                codes[room].append(reply.status_code)
+
+    threads = [threading.Thread(target=race, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert {room: sorted(c) for room, c in codes.items()} == {
+        room: [201, 409, 409, 409] for room in rooms
+    }
+
+
+def test_config_rules_scenarios_and_cancel_apply_to_every_process(
+    cluster: Any, receiver: Receiver
+) -> None:
+    a, b = cluster(2)
+    assert a.api("PATCH", "/api/config", json={"retry": "none"}).status_code == 200
+    _wait(lambda: b.api("GET", "/api/config").json()["retry"] == "none", "the config")
+    rule = {"match": {"room_id": 4242}, "scenario": "transcode-failure"}
+    assert a.api("POST", "/api/rules", json=rule).status_code == 201
+    made = b.api("POST", "/api/tasks", json={"room_id": 4242}).json()
+    assert made["scenario"] == "transcode-failure"
+    doc = {
+        "name": "team-scenario",
+        "description": "from process a",
+        "outcome": {"result": "success"},
+    }
+    assert a.api("POST", "/api/scenarios", json=doc).status_code == 201
+    _wait(
+        lambda: b.api("POST", "/api/tasks", json={"scenario": "team-scenario"}).status_code == 201,
+        "the user scenario to reach process b",
+    )
+    # A task created through a (its only one) is cancelled through b: a drops its callbacks.
+    slow = a.api("POST", "/api/tasks", json={"scenario": "slow"}).json()
+    assert _pending(a) == sum(e["state"] == "scheduled" for e in slow["events"]) > 0
+    cancelled = b.api("POST", f"/api/tasks/{slow['task_id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    _wait(lambda: _pending(a) == 0, "process a to drop the cancelled task's callbacks")
+    assert a.api("GET", f"/api/tasks/{slow['task_id']}").json()["status"] == "cancelled"
+    assert not [e for e in receiver.events() if e["EventData"]["TaskId"] == slow["task_id"]]
+
+
+def test_the_manual_clock_is_refused_while_processes_share_the_database(
+    cluster: Any, pg_url: str
+) -> None:
+    (a,) = cluster(1)
+    joining = subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", "--db", pg_url,
+         "--clock", "manual"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    lines = [line for line in joining.stderr.splitlines() if line.strip()]
+    assert joining.returncode == 2 and len(lines) == 1, joining.stderr
+    assert "manual clock needs the database to itself" in lines[0]
+    assert PASSWORD not in joining.stderr
+    assert a.api("PATCH", "/api/config", json={"clock": "manual"}).status_code == 200  # alone
+    assert a.api("PATCH", "/api/config", json={"clock": "real"}).status_code == 200
+    (b,) = cluster(1)
+    refused = a.api("PATCH", "/api/config", json={"clock": "manual"})
+    assert refused.status_code == 409
+    assert "manual clock needs the database to itself" in refused.json()["error"]["message"]
+    assert b.api("GET", "/api/config").json()["clock"] == "real"
