@@ -2,7 +2,7 @@
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
 `--only a,b` runs a subset (names: throughput, lateness, slow, many, startup, longclass,
-plugin, load, lists, frontdoor); `--quick` uses smaller counts for a fast check. `frontdoor`
+plugin, load, lists, frontdoor, pg); `--quick` uses smaller counts for a fast check. `frontdoor`
 runs the shared peer harness (the emulator beside WireMock): see bench/frontdoor.py.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import frontdoor, inproc, lists, load, proc
+from bench import frontdoor, inproc, lists, load, pg, proc
 from bench.recv import RecvProc
 from bench.report import render
 
@@ -31,6 +31,7 @@ NAMES = (
     "load",
     "lists",
     "frontdoor",
+    "pg",
 )
 
 
@@ -102,6 +103,9 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
         if "frontdoor" in only:
             progress("[11] front door over HTTP, beside WireMock (the peer harness)")
             results["frontdoor"] = frontdoor.run(workdir, progress, n=int(3000 * scale))
+        if "pg" in only:
+            progress("[12] PostgreSQL store beside SQLite: one process, two sharing a database")
+            results["pg"] = pg.run(workdir, recorder, scale, progress)
     finally:
         for recv in (fast, recorder, slow):
             recv.close()

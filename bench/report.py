@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import frontdoor
+from bench import frontdoor, pg
 
 # From /work/shared/reference/peer-bench.md (same machine kind, medians of 3).
 PEERS = {
@@ -212,6 +212,8 @@ def render(r: dict[str, Any]) -> str:
         )
     rows += load_rows(r)
     rows += list_rows(r)
+    if r.get("pg"):
+        rows += pg.rows(r["pg"])
     front = r.get("frontdoor")
     if front is not None:
         rows += frontdoor.rows(front)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
@@ -60,12 +61,39 @@ from emulator.store.writes import WriteBehind, WriteQueue
 
 log = logging.getLogger("tiw_emulator.store")
 
-SQL_ATTEMPT = (
+# The hot path's statements take a batch's rows as arrays, one per column (see _commit_batch).
+ATTEMPT_TYPES = {
+    "event_id": "bigint",
+    "task_id": "text",
+    "event_type": "text",
+    "attempt": "integer",
+    "url": "text",
+    "request_headers": "text",
+    "request_body": "text",
+    "status_code": "integer",
+    "response_headers": "text",
+    "response_body": "text",
+    "error": "text",
+    "started_at": "float8",
+    "duration_ms": "float8",
+    "ok": "boolean",
+    "emulated_at": "float8",
+    "redelivery_of": "bigint",
+    "possible_duplicate": "boolean",
+}
+SQL_ATTEMPTS = (
     f"INSERT INTO deliveries ({', '.join(ATTEMPT_COLUMNS)})"
-    f" VALUES ({', '.join(['%s'] * len(ATTEMPT_COLUMNS))}) RETURNING id"
+    f" SELECT * FROM unnest({', '.join(f'%b::{ATTEMPT_TYPES[c]}[]' for c in ATTEMPT_COLUMNS)})"
+    " RETURNING id"
 )
-SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = %s AND state = 'scheduled'"
-SQL_SETTLE = "UPDATE events SET state = %s, attempts = %s, due_at = %s, payload = %s WHERE id = %s"
+SQL_DELIVERING_MANY = (
+    "UPDATE events SET state = 'delivering' WHERE id = ANY(%b::bigint[]) AND state = 'scheduled'"
+)
+SQL_SETTLES = (
+    "UPDATE events e SET state = u.state, attempts = u.attempts, due_at = u.due_at,"
+    " payload = u.payload FROM unnest(%b::text[], %b::integer[], %b::float8[], %b::text[],"
+    " %b::bigint[]) AS u(state, attempts, due_at, payload, id) WHERE e.id = u.id"
+)
 SQL_EVENT = (
     "INSERT INTO events (task_id, seq, event_type, due_at, state, event_data, sign_mode, note,"
     " sdk_app_id, callback_url, claimed_by) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id"
@@ -90,6 +118,7 @@ SQL_ADHOC_ATTEMPT = (
     f" SELECT {', '.join('e.id' if c == 'event_id' else '%s' for c in ATTEMPT_COLUMNS)}"
     " FROM e RETURNING id, event_id"
 )
+_encode_json = msgspec.json.Encoder().encode  # the JSON json.dumps gives, several times faster
 RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_calls")
 Conn = Any  # psycopg.Connection[Row]
 
@@ -292,41 +321,60 @@ class PostgresStore(WriteBehind, SharedQueries):
             return result
 
     def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row], Row]]:
-        """Commit queued hot-path writes in one pipelined transaction; called under the lock."""
-        inserted: list[tuple[Any, Row, Future[Row]]] = []
+        """Commit queued hot-path writes in one transaction; called under the lock.
+
+        As in the SQLite store: one statement per kind (attempts, then settles in order, then
+        the guarded 'delivering' marks), each taking its rows as arrays, so a batch of
+        thousands is a handful of round trips. The arrays go in binary (`%b`): psycopg escapes
+        each element of a text-format array with a regex substitution, which was 85% of the
+        writer's CPU. Measured on the in-process engine (bench/pg.py, 8,000 callbacks): one
+        statement per row, 255 µs of CPU per callback; arrays as text, 199; binary, 3× less
+        writer CPU again (yappi: 3.2 s -> 1.1 s of the writer thread).
+        """
+        attempts: list[tuple[Row, Future[Row] | None]] = []
+        adhocs: list[tuple[Row, Future[Row] | None, NewEvent]] = []
+        settles: dict[int, tuple[Any, ...]] = {}  # the last state of each event in the batch
+        delivering: list[int] = []
+        for kind, op in batch:
+            if kind == "attempt":
+                if op[2] is None:
+                    attempts.append((op[0], op[1]))
+                else:
+                    adhocs.append(op)
+            elif kind == "settle":
+                settles.pop(op[-1], None)
+                settles[op[-1]] = op
+            else:
+                delivering.append(op)
+        done: list[tuple[Any, Row]] = []  # (the future, or None: nobody waits), the stored row
         with self._connection() as conn:
-            with conn.pipeline(), conn.transaction():
-                for kind, op in batch:
-                    if kind == "delivering":
-                        conn.execute(SQL_DELIVERING, (op,))
-                    elif kind == "settle":
-                        conn.execute(SQL_SETTLE, op)
-                    else:
-                        row, future, adhoc = op
-                        if adhoc is None:
-                            values = [column_value(k, row[k]) for k in ATTEMPT_COLUMNS]
-                            inserted.append((conn.execute(SQL_ATTEMPT, values), row, future))
-                            continue
-                        adhoc.state = "delivered" if row["ok"] else "failed"
-                        values = [
-                            *event_values(adhoc),
-                            row["request_body"],
-                            *(column_value(k, row[k]) for k in ATTEMPT_COLUMNS if k != "event_id"),
-                        ]
-                        inserted.append((conn.execute(SQL_ADHOC_ATTEMPT, values), row, future))
-            done = []
-            for cur, row, f in inserted:
-                stored = cur.fetchone()
-                done.append(
-                    (
-                        f,
-                        {
-                            **row,
-                            "id": stored["id"],
-                            "event_id": stored.get("event_id", row["event_id"]),
-                        },
+            with conn.transaction():
+                if attempts:
+                    columns = [
+                        [column_value(k, row[k]) for row, _ in attempts] for k in ATTEMPT_COLUMNS
+                    ]
+                    ids = sorted(r["id"] for r in conn.execute(SQL_ATTEMPTS, columns))
+                    done.extend(
+                        (future, {**row, "id": row_id})
+                        for (row, future), row_id in zip(attempts, ids, strict=True)
                     )
-                )
+                for row, future, adhoc in adhocs:
+                    adhoc.state = "delivered" if row["ok"] else "failed"
+                    values = [
+                        *event_values(adhoc),
+                        row["request_body"],
+                        *(column_value(k, row[k]) for k in ATTEMPT_COLUMNS if k != "event_id"),
+                    ]
+                    stored = conn.execute(SQL_ADHOC_ATTEMPT, values).fetchone()
+                    done.append(
+                        (future, {**row, "id": stored["id"], "event_id": stored["event_id"]})
+                    )
+                if settles:
+                    conn.execute(
+                        SQL_SETTLES, [list(c) for c in zip(*settles.values(), strict=True)]
+                    )
+                if delivering:
+                    conn.execute(SQL_DELIVERING_MANY, (delivering,))
             self._since_prune += len(done)
             if self._since_prune >= 1000:
                 self._since_prune = 0
@@ -552,7 +600,7 @@ def _prune(conn: Conn, table: str, keep: int) -> None:
 def column_value(key: str, value: Any) -> Any:
     """An attempt's value as PostgreSQL stores it (`ok` a real boolean, headers JSON)."""
     if key in ("request_headers", "response_headers"):
-        return None if value is None else json.dumps(value, ensure_ascii=False)
+        return None if value is None else _encode_json(value).decode()
     if key in ("ok", "possible_duplicate"):
         return bool(value)
     return value
