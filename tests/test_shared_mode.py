@@ -67,6 +67,18 @@ def _create_round_robin(procs: list[Served], count: int) -> list[dict[str, Any]]
         return list(pool.map(create, range(count)))
 
 
+def _epoch(p: Served) -> float:
+    """The emulated time at wall time 0, by this process's clock (constant while it runs)."""
+    c = p.api("GET", "/api/clock").json()
+    return float(c["now"] - c["wall"] * c["speed"])
+
+
+def _same_clock(a: Served, b: Served, speed: float) -> None:
+    """Both read the same emulated time for the same wall time, at `speed`."""
+    assert [p.api("GET", "/api/clock").json()["speed"] for p in (a, b)] == [speed, speed]
+    assert abs(_epoch(a) - _epoch(b)) < speed * 0.01  # 10 ms of wall time
+
+
 def _pending(proc: Served) -> int:
     return int(proc.api("GET", "/api/clock").json()["pending_events"])
 
@@ -192,9 +204,15 @@ def test_two_processes_racing_for_a_room_give_one_201_and_the_rest_409(cluster: 
 def test_config_rules_scenarios_and_cancel_apply_to_every_process(
     cluster: Any, receiver: Receiver
 ) -> None:
-    a, b = cluster(2)
-    assert a.api("PATCH", "/api/config", json={"retry": "none"}).status_code == 200
+    (a,) = cluster(1)
+    before = _epoch(a)
+    (b,) = cluster(1)
+    # b joined a's clock: the running clock did not move, and both read it.
+    assert abs(_epoch(a) - before) < 0.01 * float(SPEED)
+    _same_clock(a, b, speed=float(SPEED))
+    assert a.api("PATCH", "/api/config", json={"retry": "none", "speed": 100}).status_code == 200
     _wait(lambda: b.api("GET", "/api/config").json()["retry"] == "none", "the config")
+    _same_clock(a, b, speed=100.0)
     rule = {"match": {"room_id": 4242}, "scenario": "transcode-failure"}
     assert a.api("POST", "/api/rules", json=rule).status_code == 201
     made = b.api("POST", "/api/tasks", json={"room_id": 4242}).json()
