@@ -259,3 +259,36 @@ def test_the_manual_clock_is_refused_while_processes_share_the_database(
     assert refused.status_code == 409
     assert "manual clock needs the database to itself" in refused.json()["error"]["message"]
     assert b.api("GET", "/api/config").json()["clock"] == "real"
+
+
+def test_after_a_lost_listening_session_a_process_drops_what_it_missed(
+    pg_url: str, receiver: Receiver
+) -> None:
+    """Notices sent while a process's listening session was down are gone; on reconnecting it
+    resyncs, and asks the database which of its scheduled callbacks are still its to send."""
+    import psycopg
+
+    from emulator.core.config import Settings
+    from emulator.core.service import Emulator
+    from emulator.store.pg_shared import Notice
+
+    settings = {"db": pg_url, "clock": "manual", "retry": "none", "callback_url": receiver.url}
+    emu = Emulator(Settings.load(settings, env={})).start()
+    try:
+        kept = emu.create_task(scenario="success")
+        missed = emu.create_task(scenario="success")
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # another process's cancel
+            conn.execute(
+                "UPDATE events SET state = 'cancelled' WHERE task_id = %s", (missed["task_id"],)
+            )
+        planned = [e for t in (kept, missed) for e in t["events"] if e["state"] == "scheduled"]
+        assert emu.engine.pending_count() == len(planned)
+        emu.apply_change(Notice("resync"))
+        _wait(
+            lambda: emu.engine.pending_count() == len(planned) // 2,
+            "the missed cancellation's callbacks to be dropped",
+        )
+        assert emu.advance(86400)["fired"] == len(planned) // 2
+        assert {e["EventData"]["TaskId"] for e in receiver.events()} == {kept["task_id"]}
+    finally:
+        emu.close()

@@ -202,6 +202,11 @@ class Emulator(QAControls):
         if kind == "reset":
             self.engine.reset()
             self._forget_user_state()
+        if kind == "resync":  # a reset or cancellation may have been missed: ask the database
+            scheduled = self.engine.scheduled_ids()
+            if scheduled:
+                mine = cast(SharedStore, self.store).still_mine(scheduled)
+                self.engine.drop(set(scheduled) - mine)
 
     def _reload_config(self) -> None:
         stored = self.store.load_config()

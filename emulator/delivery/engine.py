@@ -131,6 +131,18 @@ class Engine:
 
         self._wait(reset())
 
+    def scheduled_ids(self) -> list[int]:
+        """The ids of the events waiting for their due time."""
+
+        async def ids() -> list[int]:
+            return self._scheduler.scheduled_ids()
+
+        return self._wait(ids())
+
+    def drop(self, event_ids: set[int]) -> None:
+        """Forget these scheduled events (shared mode: no longer this process's to send)."""
+        self._call(self._scheduler.drop, event_ids)
+
     def forget_scheduled(self) -> None:
         """Drop every scheduled callback but let attempts in flight finish and be recorded
         (shared mode: peers took this process's events over while it was unresponsive)."""

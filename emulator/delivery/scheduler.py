@@ -169,10 +169,22 @@ class Scheduler:
         self._pending.pop(event_id, None)
 
     def cancel_task(self, task_id: str) -> None:
+        self._cancel(lambda event: event.task_id == task_id)
+
+    def scheduled_ids(self) -> list[int]:
+        with self._lock:
+            self._take_inbox_locked()
+        return [e.id for e in self._pending.values() if e.state == "scheduled"]
+
+    def drop(self, event_ids: set[int]) -> None:
+        """Forget these scheduled events (no longer this process's to send)."""
+        self._cancel(lambda event: event.id in event_ids and event.state == "scheduled")
+
+    def _cancel(self, which: Callable[[Outgoing], bool]) -> None:
         with self._lock:
             self._take_inbox_locked()
         for event in self._pending.values():
-            if event.task_id == task_id:
+            if which(event):
                 event.state = "cancelled"
         self._pending = {k: e for k, e in self._pending.items() if e.state != "cancelled"}
         self.rearm()

@@ -199,6 +199,10 @@ class SharedStore(Store, Protocol):
         `now` is emulated time running at `speed` times the wall clock (0: a manual clock)."""
         ...
 
+    def still_mine(self, event_ids: list[int]) -> set[int]:
+        """Those of `event_ids` still pending and claimed by this process."""
+        ...
+
     def notices(self, timeout: float) -> list[Any]:
         """Changes other processes committed (`kind`, `arg`), waiting up to `timeout`."""
         ...

@@ -129,6 +129,16 @@ def take_over(
     return list(rows)
 
 
+def still_mine(conn: Conn, me: int, event_ids: list[int]) -> set[int]:
+    """Those of `event_ids` still pending and claimed by this process."""
+    rows = conn.execute(
+        "SELECT id FROM events WHERE id = ANY(%b::bigint[]) AND claimed_by = %s"
+        " AND state IN ('scheduled', 'delivering')",
+        (event_ids, me),
+    ).fetchall()
+    return {int(r["id"]) for r in rows}
+
+
 def release(conn: Conn, me: int) -> None:
     """A clean stop: give back this process's pending events and leave the registry."""
     with conn.transaction():

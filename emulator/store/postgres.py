@@ -261,6 +261,13 @@ class PostgresStore(WriteBehind, SharedQueries):
         with self._connection() as conn:
             return pg_shared.take_over(conn, self.process_id, self.lease_s, now, speed)
 
+    def still_mine(self, event_ids: list[int]) -> set[int]:
+        """Those of `event_ids` still pending and claimed by this process."""
+        with self._lock:
+            self._writes.flush_locked()
+        with self._connection() as conn:
+            return pg_shared.still_mine(conn, self.process_id, event_ids)
+
     def notices(self, timeout: float) -> list[Notice]:
         """Changes other processes committed, waiting up to `timeout` for the first."""
         return self._listener.wait(timeout)
