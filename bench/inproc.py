@@ -109,17 +109,17 @@ def slow_backend(workdir: Path, recv: RecvProc, tasks: int, progress: Progress) 
         emu.close()
 
 
-def _schedule_paced(
-    emu: Emulator, prefix: str, count: int, rate: float, lead_s: float
-) -> dict[str, float]:
-    """Schedule `count` callbacks due `rate` per second from now + lead_s; key -> deadline."""
+def paced_events(
+    emu: Emulator, prefix: str, count: int, rate: float, first_due: float
+) -> tuple[list[NewEvent], dict[str, float]]:
+    """`count` callbacks due `rate` per second (0: all at once) from emulated `first_due`,
+    as rows for the events table, and each one's receiver key -> monotonic deadline."""
     cfg = emu.config()
-    start = emu.clock.now() + lead_s
     rows, deadlines = [], {}
     for i in range(count):
         task_id = f"{prefix}{i:07d}"
         data_json = payloads.encode_data(payloads.progress_data(task_id, 1, 50))
-        due = round(start + i / rate * emu.clock.speed, 6)
+        due = round(first_due + (i / rate * emu.clock.speed if rate else 0.0), 6)
         rows.append(
             NewEvent(
                 seq=1,
@@ -137,6 +137,14 @@ def _schedule_paced(
         deadline = emu.clock.deadline_for(due)
         assert deadline is not None
         deadlines[f"{task_id}|{payloads.PROGRESS_CHANGED}|50"] = deadline
+    return rows, deadlines
+
+
+def _schedule_paced(
+    emu: Emulator, prefix: str, count: int, rate: float, lead_s: float
+) -> dict[str, float]:
+    """Schedule `count` callbacks due `rate` per second from now + lead_s; key -> deadline."""
+    rows, deadlines = paced_events(emu, prefix, count, rate, emu.clock.now() + lead_s)
     emu.store.insert_events(rows)
     emu.engine.schedule(Outgoing.of(e) for e in rows)
     return deadlines

@@ -30,7 +30,7 @@ from bench.recv import RecvProc
 
 Progress = Callable[[str], None]
 VARIANTS = (("sqlite", 1), ("postgres", 1), ("postgres", 2))
-LEAD_S = 3.0  # workers start, connect and plan before the first callback falls due
+LEAD_S = 4.0  # workers start, connect and plan before the first callback falls due
 
 
 def start_server(progress: Progress) -> Any | None:
@@ -75,6 +75,8 @@ def _workers(dbs: list[str], recv: RecvProc, count: int, rate: float) -> list[di
         if p.returncode != 0:
             raise RuntimeError(f"bench.pgworker exited with {p.returncode}")
         results.append(json.loads(out.strip().splitlines()[-1]))
+    if not all(r["ready"] for r in results):
+        print(f"  warning: a worker planned past the start ({LEAD_S:g} s): a loaded machine")
     return results
 
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from pgserver import PASSWORD
+from polling import wait_until
 from served import Served
 
 from emulator.receiver import Receiver
@@ -40,14 +40,6 @@ def cluster(pg_url: str, receiver: Receiver) -> Iterator[Callable[..., list[Serv
     yield start
     for s in started:
         s.kill()
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _create_round_robin(procs: list[Served], count: int) -> list[dict[str, Any]]:
@@ -110,7 +102,7 @@ def test_three_processes_deliver_every_planned_event_exactly_once(
     planned = _planned(tasks)
     assert len(planned) >= 4000 and max(planned.values()) == 1
     receiver.wait_for_count(sum(planned.values()), timeout=120)
-    _wait(lambda: all(_pending(p) == 0 for p in procs), "every process to have sent all")
+    wait_until(lambda: all(_pending(p) == 0 for p in procs), "every process to have sent all")
     assert _arrived(receiver) == planned  # each planned event once, and nothing else
     # Any process answers for any task, and each task's callbacks went out in order.
     sample = tasks[1]["task_id"]
@@ -168,7 +160,7 @@ def test_a_process_stopping_cleanly_hands_its_callbacks_over_at_once(
     code, _ = a.stop(signal.SIGTERM)
     assert code == 0
     receiver.wait_for(lambda got: set(_arrived(receiver)) >= set(planned), timeout=60)
-    _wait(lambda: _pending(b) == 0, "process b to have sent all")
+    wait_until(lambda: _pending(b) == 0, "process b to have sent all")
     assert _arrived(receiver) == planned
     log = b.api("GET", "/api/deliveries?limit=1000").json()["deliveries"]
     assert len(log) == sum(planned.values()) and not any(d["possible_duplicate"] for d in log)
@@ -211,7 +203,7 @@ def test_config_rules_scenarios_and_cancel_apply_to_every_process(
     assert abs(_epoch(a) - before) < 0.01 * float(SPEED)
     _same_clock(a, b, speed=float(SPEED))
     assert a.api("PATCH", "/api/config", json={"retry": "none", "speed": 100}).status_code == 200
-    _wait(lambda: b.api("GET", "/api/config").json()["retry"] == "none", "the config")
+    wait_until(lambda: b.api("GET", "/api/config").json()["retry"] == "none", "the config")
     _same_clock(a, b, speed=100.0)
     rule = {"match": {"room_id": 4242}, "scenario": "transcode-failure"}
     assert a.api("POST", "/api/rules", json=rule).status_code == 201
@@ -223,7 +215,7 @@ def test_config_rules_scenarios_and_cancel_apply_to_every_process(
         "outcome": {"result": "success"},
     }
     assert a.api("POST", "/api/scenarios", json=doc).status_code == 201
-    _wait(
+    wait_until(
         lambda: b.api("POST", "/api/tasks", json={"scenario": "team-scenario"}).status_code == 201,
         "the user scenario to reach process b",
     )
@@ -232,7 +224,7 @@ def test_config_rules_scenarios_and_cancel_apply_to_every_process(
     assert _pending(a) == sum(e["state"] == "scheduled" for e in slow["events"]) > 0
     cancelled = b.api("POST", f"/api/tasks/{slow['task_id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
-    _wait(lambda: _pending(a) == 0, "process a to drop the cancelled task's callbacks")
+    wait_until(lambda: _pending(a) == 0, "process a to drop the cancelled task's callbacks")
     assert a.api("GET", f"/api/tasks/{slow['task_id']}").json()["status"] == "cancelled"
     assert not [e for e in receiver.events() if e["EventData"]["TaskId"] == slow["task_id"]]
 
@@ -284,7 +276,7 @@ def test_after_a_lost_listening_session_a_process_drops_what_it_missed(
         planned = [e for t in (kept, missed) for e in t["events"] if e["state"] == "scheduled"]
         assert emu.engine.pending_count() == len(planned)
         emu.apply_change(Notice("resync"))
-        _wait(
+        wait_until(
             lambda: emu.engine.pending_count() == len(planned) // 2,
             "the missed cancellation's callbacks to be dropped",
         )

@@ -9,12 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pgserver import PASSWORD, PgServer, free_port
+from polling import wait_until
 
 from emulator.receiver import Receiver
 from emulator.store.base import NewTask, RoomTaken
@@ -54,14 +53,6 @@ def test_serve_refuses_an_unreachable_database_in_one_line(
     assert "Traceback" not in proc.stderr
 
 
-def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_a_lost_connection_answers_503_loses_nothing_and_recovers(pg_server: PgServer) -> None:
     """The server stops while tasks deliver: attempts wait in the queue, then all are stored."""
     with Receiver() as receiver:
@@ -97,7 +88,7 @@ def test_a_lost_connection_answers_503_loses_nothing_and_recovers(pg_server: PgS
             assert PASSWORD not in client.get("/healthz").get_data(as_text=True)
             pg_server.start()
             stopped = False
-            _wait(lambda: client.get("/healthz").status_code == 200, "the store to recover")
+            wait_until(lambda: client.get("/healthz").status_code == 200, "the store to recover")
             log = client.get("/api/deliveries?limit=1000")
             assert log.status_code == 200
             logged = {d["request_body"] for d in log.get_json()["deliveries"]}
