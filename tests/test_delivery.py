@@ -236,6 +236,25 @@ def test_one_advance_sends_a_tasks_attempts_retries_included_in_due_order(
     assert timeline == [(10.0, 10), (11.0, 10), (12.0, 20), (13.0, 10)]
 
 
+def test_an_advance_sends_retries_due_inside_it_and_counts_them_as_fired(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    """Fast policy (retries 1 s and 2 s after a failure): an advance of 2.5 s past the due time
+    sends the first try and the first retry; the second retry waits for the next advance."""
+    emu = make_emulator(callback_url=receiver.url, retry="fast").emu
+    receiver.respond = lambda r: Reply(500)
+    now = emu.clock.now()
+    _schedule(emu, "A", now + 10)
+    assert emu.advance(12.5)["fired"] == 2
+    [waiting] = emu.store.pending_events()
+    assert (waiting["state"], waiting["attempts"]) == ("scheduled", 2)
+    assert round(waiting["due_at"] - now, 2) == 13.0
+    assert emu.advance(60)["fired"] == 1
+    assert [e["state"] for e in emu.store.pending_events()] == []
+    attempts, _ = emu.deliveries(limit=10)
+    assert sorted(round(d["emulated_at"] - now, 2) for d in attempts) == [10.0, 11.0, 13.0]
+
+
 def test_a_clean_stop_leaves_no_event_marked_delivering(tmp_path: Any, receiver: Receiver) -> None:
     """Stop in the middle of a busy run: an event whose attempt is recorded is settled."""
     from emulator.core.config import Settings

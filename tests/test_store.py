@@ -398,3 +398,39 @@ def test_an_ad_hoc_event_and_its_attempt_are_stored_in_one_commit(db: str) -> No
         assert store.get_delivery(stored["id"])["event_id"] == stored["event_id"]  # type: ignore[index]
     finally:
         store.close()
+
+
+def test_an_event_ends_in_the_state_of_its_last_queued_write(db: str) -> None:
+    """Queued together (one batch): attempt, retry scheduled, retry sent and scheduled again
+    ends 'scheduled' with the last due time; a 'delivering' mark after the last settle wins."""
+    store = open_store(db)
+    try:
+        events = [
+            NewEvent(
+                seq=1,
+                event_type="OfflineRecordProgressChanged",
+                due_at=1.0,
+                state="scheduled",
+                event_data='{"TaskId": "x"}',
+                sign_mode="valid",
+                note="",
+                sdk_app_id=1400000001,
+                callback_url=None,
+                task_id=task_id,
+            )
+            for task_id in ("retried", "resent")
+        ]
+        store.insert_events(events)
+        retried, resent = (e.id for e in events)
+        for n, event_id in enumerate((retried, resent, retried, resent)):
+            store.mark_delivering(event_id)
+            failed = _attempt(n, event_id=event_id, ok=False, status_code=500)
+            store.log_attempt(failed, ("scheduled", n // 2 + 1, 2.0 + n))
+        store.mark_delivering(resent)
+        store.flush()
+        states = {e["id"]: e for e in store.pending_events()}
+        assert (states[retried]["state"], states[retried]["attempts"]) == ("scheduled", 2)
+        assert states[retried]["due_at"] == 4.0
+        assert (states[resent]["state"], states[resent]["attempts"]) == ("delivering", 2)
+    finally:
+        store.close()

@@ -77,20 +77,20 @@ class Dispatcher:
                 event, wave = queue[0]
                 try:
                     if epoch == self.epoch and event.state == "delivering":
-                        await self._deliver(event, epoch)
+                        await self._deliver(event, epoch, queue, wave)
                 finally:
                     queue.popleft()
                     if wave is not None:
-                        wave.settle(event)
+                        wave.settle()
         finally:
             if self._queues.get(key) is queue:
                 del self._queues[key]
             for event, wave in queue:  # stopped: not attempted, so still scheduled in the store
                 event.state = "scheduled"
                 if wave is not None:
-                    wave.settle(event)
+                    wave.settle()
 
-    async def _deliver(self, event: Outgoing, epoch: int) -> None:
+    async def _deliver(self, event: Outgoing, epoch: int, queue: Queue, wave: Wave | None) -> None:
         recorded = await self.attempt(event, epoch, None, wait=False)
         if recorded is None:
             return
@@ -100,6 +100,7 @@ class Dispatcher:
             return
         scheduler = self.scheduler
         assert scheduler is not None
+        requeue = False
         if attempt["ok"]:
             event.state = "delivered"
         else:
@@ -108,10 +109,17 @@ class Dispatcher:
                 event.state = "failed"
             else:
                 event.due_at = round(attempt["emulated_at"] + delay, 3)
-                scheduler.add([event])
+                event.state = "scheduled"
+                # Due within this advance: it goes out next in its task's due order, from here.
+                requeue = wave is not None and event.due_at <= wave.until + 1e-9
+                if not requeue:
+                    scheduler.add([event])
         if event.state != "scheduled":
             scheduler.forget(event.id)
         self._store.log_attempt(attempt, (event.state, event.attempts, event.due_at))
+        if requeue:
+            assert wave is not None
+            _insert_by_due(queue, event, wave)
 
     # -- one attempt ---------------------------------------------------------------------------
     async def attempt(
@@ -204,6 +212,19 @@ class Dispatcher:
         with contextlib.suppress(Exception):
             await asyncio.gather(*workers, return_exceptions=True)
         await self._transports.close()
+
+
+def _insert_by_due(queue: Queue, event: Outgoing, wave: Wave) -> None:
+    """Queue a retry at its due place behind the attempt in flight (queue[0]), in (due, id)
+    order as the scheduler's heap would fire it; it stays the scheduler's pending event."""
+    event.state = "delivering"
+    wave.add()
+    wave.retried += 1
+    place = (event.due_at, event.id)
+    at = 1
+    while at < len(queue) and (queue[at][0].due_at, queue[at][0].id) <= place:
+        at += 1
+    queue.insert(at, (event, wave))
 
 
 def request_headers(url: str | None, length: int) -> dict[str, str]:
