@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(other)], cwd=HERE, check=False
             )
-    print(f"\n| figure | this tree | {args.ref} | this ÷ ref | better |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(f"\n| figure | this tree | {args.ref} | this ÷ ref | better | this: range | ref: range |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
     for name, (_, higher_better) in FIGURES.items():
         mine, theirs = samples["this"].get(name), samples["ref"].get(name)
         if not mine or not theirs:
@@ -89,8 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         a, b = statistics.median(mine), statistics.median(theirs)
         ratio = a / b if b else float("nan")
         better = (ratio >= 1) == higher_better
-        print(f"| {name} | {a:,.3f} | {b:,.3f} | {ratio:.2f} | {'this' if better else 'ref'} |")
+        print(
+            f"| {name} | {a:,.3f} | {b:,.3f} | {ratio:.2f} | {'this' if better else 'ref'}"
+            f" | {spread(mine)} | {spread(theirs)} |"
+        )
+    print(f"\n(medians of {args.reps} rounds each, interleaved; load average {load()})")
     return 0
+
+
+def spread(values: list[float]) -> str:
+    """min-max of one side's rounds: a ratio inside the overlap of two ranges is noise."""
+    return f"{min(values):,.3f}-{max(values):,.3f}"
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":
