@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -228,7 +229,13 @@ def _insert_by_due(queue: Queue, event: Outgoing, wave: Wave) -> None:
 
 
 def request_headers(url: str | None, length: int) -> dict[str, str]:
-    """The headers an attempt sends, as the attempt log shows them."""
+    """The headers an attempt sends, as the attempt log shows them (a new dict each time)."""
+    return {**_url_headers(url), "Content-Length": str(length)}
+
+
+@functools.lru_cache(maxsize=1024)  # a few backends, thousands of attempts each
+def _url_headers(url: str | None) -> dict[str, str]:
+    """Host and the fixed headers for `url`; callers copy it, never change it."""
     host = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
     host = host.rpartition("@")[2]  # user:password@ is never sent in Host
-    return {"Host": host, **HEADERS, "Content-Length": str(length)}
+    return {"Host": host, **HEADERS}
