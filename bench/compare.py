@@ -23,6 +23,8 @@ HERE = Path(__file__).resolve().parent.parent
 # figure name -> (path in results.json, higher is better)
 FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
     "throughput callbacks/s": (("throughput", "rate"), True),
+    # CPU per delivered callback (this process, all threads): reported since the core rebuild
+    "throughput CPU us/callback": (("throughput", "cpu_us_per_callback"), False),
     "lateness p50 ms": (("lateness", "p50_ms"), False),
     "lateness p99 ms": (("lateness", "p99_ms"), False),
     "50 ms backend callbacks/s": (("slow", "rate"), True),
