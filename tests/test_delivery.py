@@ -289,3 +289,34 @@ def test_a_clean_stop_leaves_no_event_marked_delivering(tmp_path: Any, receiver:
         assert [e["id"] for e in stuck if e["id"] in recorded] == []
     finally:
         store.close()
+
+
+def test_a_backend_gate_serves_waiters_in_order_and_passes_on_a_cancelled_waiters_slot() -> None:
+    """One slot: a waiter cancelled while waiting never enters; one cancelled just after it
+    was handed the slot passes it on; the slot is free again at the end."""
+    import asyncio
+
+    from emulator.delivery.dispatcher import Gate
+
+    async def scenario() -> tuple[list[str], list[bool]]:
+        gate, order = Gate(1), []
+
+        async def user(name: str) -> None:
+            async with gate:
+                order.append(name)
+
+        await gate.__aenter__()  # the first user holds the slot
+        waiting = [asyncio.create_task(user(name)) for name in ("second", "third", "fourth")]
+        await asyncio.sleep(0)  # all three wait, in order
+        waiting[0].cancel()  # cancelled while waiting
+        await asyncio.sleep(0)
+        await gate.__aexit__()  # hands the slot to "third"...
+        waiting[1].cancel()  # ...cancelled before it could run: "fourth" gets the slot
+        await asyncio.gather(*waiting, return_exceptions=True)
+        async with asyncio.timeout(5), gate:  # the slot came back
+            order.append("last")
+        return order, [task.cancelled() for task in waiting]
+
+    order, cancelled = asyncio.run(scenario())
+    assert order == ["fourth", "last"]
+    assert cancelled == [True, True, False]

@@ -53,7 +53,7 @@ class Dispatcher:
         self._per_backend = connections_per_backend
         self._queues: dict[str, Queue] = {}
         self._workers: set[asyncio.Task[None]] = set()
-        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._gates: dict[str, Gate] = {}
         self.scheduler: Scheduler | None = None
         self.epoch = 0
         self.stopping = False
@@ -189,12 +189,12 @@ class Dispatcher:
             return attempt, None
         return attempt, self._store.record_attempt(attempt, adhoc)
 
-    def _gate(self, url: str | None) -> asyncio.Semaphore:
+    def _gate(self, url: str | None) -> Gate:
         """The connection limit of the backend `url` points at (scheme, host and port)."""
         key = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = asyncio.Semaphore(self._per_backend)
+            gate = self._gates[key] = Gate(self._per_backend)
         return gate
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -213,6 +213,46 @@ class Dispatcher:
         with contextlib.suppress(Exception):
             await asyncio.gather(*workers, return_exceptions=True)
         await self._transports.close()
+
+
+class Gate:
+    """A backend's connection limit: a first-come, first-served semaphore that hands a freed
+    slot straight to the next waiter. asyncio.Semaphore rescans its waiters on acquire and
+    release (a tenth of the engine's profile with 2,000 tasks behind 64 connections)."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        if self._free > 0:  # a free slot means nobody is waiting: slots go to waiters first
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot just as the cancellation came: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # a release may have dropped it already
+                    self._waiters.remove(waiter)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 def _insert_by_due(queue: Queue, event: Outgoing, wave: Wave) -> None:
