@@ -161,6 +161,24 @@ def test_final_status_body_and_headers(side: Side, status: str, body: bytes) -> 
     assert got.error is None
 
 
+def test_the_same_response_head_twice_gives_each_attempt_its_own_headers(side: Side) -> None:
+    """The lean sender remembers parsed heads: a repeated head still yields the right body
+    framing and a headers dict of the attempt's own; a changed Content-Length is read anew."""
+    same = response("200 OK", b"ok", "X-Seen: 1\r\n")
+    longer = response("200 OK", b"okay", "X-Seen: 1\r\n")
+
+    async def scenario() -> list[AttemptResult]:
+        replies = [answer(same), answer(same), answer(longer)]
+        async with Backend(side, replies) as backend:
+            return await post_all(side, backend, 3)
+
+    first, second, third = asyncio.run(scenario())
+    assert [r.response_body for r in (first, second, third)] == ["ok", "ok", "okay"]
+    assert first.response_headers == second.response_headers
+    assert first.response_headers is not second.response_headers
+    assert third.response_headers is not None and third.response_headers["content-length"] == "4"
+
+
 def test_both_transports_send_the_same_request(side: Side) -> None:
     async def scenario() -> bytes:
         async with Backend(side, [answer(OK)]) as backend:
