@@ -192,6 +192,7 @@ class Deadlines:
                 head.live = False
                 head.fired = True
                 head.task.cancel()
+        del self._fifos[timeout_s]  # a timeout no longer in use leaves nothing behind
 
     def close(self) -> None:
         for timer in self._timers.values():
