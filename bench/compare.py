@@ -23,6 +23,8 @@ HERE = Path(__file__).resolve().parent.parent
 # figure name -> (path in results.json, higher is better)
 FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
     "throughput callbacks/s": (("throughput", "rate"), True),
+    # CPU per delivered callback (this process, all threads): reported since the core rebuild
+    "throughput CPU us/callback": (("throughput", "cpu_us_per_callback"), False),
     "lateness p50 ms": (("lateness", "p50_ms"), False),
     "lateness p99 ms": (("lateness", "p99_ms"), False),
     "50 ms backend callbacks/s": (("slow", "rate"), True),
@@ -80,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(other)], cwd=HERE, check=False
             )
-    print(f"\n| figure | this tree | {args.ref} | this ÷ ref | better |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(f"\n| figure | this tree | {args.ref} | this ÷ ref | better | this: range | ref: range |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
     for name, (_, higher_better) in FIGURES.items():
         mine, theirs = samples["this"].get(name), samples["ref"].get(name)
         if not mine or not theirs:
@@ -89,8 +91,24 @@ def main(argv: list[str] | None = None) -> int:
         a, b = statistics.median(mine), statistics.median(theirs)
         ratio = a / b if b else float("nan")
         better = (ratio >= 1) == higher_better
-        print(f"| {name} | {a:,.3f} | {b:,.3f} | {ratio:.2f} | {'this' if better else 'ref'} |")
+        print(
+            f"| {name} | {a:,.3f} | {b:,.3f} | {ratio:.2f} | {'this' if better else 'ref'}"
+            f" | {spread(mine)} | {spread(theirs)} |"
+        )
+    print(f"\n(medians of {args.reps} rounds each, interleaved; load average {load()})")
     return 0
+
+
+def spread(values: list[float]) -> str:
+    """min-max of one side's rounds: a ratio inside the overlap of two ranges is noise."""
+    return f"{min(values):,.3f}-{max(values):,.3f}"
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

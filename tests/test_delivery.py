@@ -236,6 +236,25 @@ def test_one_advance_sends_a_tasks_attempts_retries_included_in_due_order(
     assert timeline == [(10.0, 10), (11.0, 10), (12.0, 20), (13.0, 10)]
 
 
+def test_an_advance_sends_retries_due_inside_it_and_counts_them_as_fired(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    """Fast policy (retries 1 s and 2 s after a failure): an advance of 2.5 s past the due time
+    sends the first try and the first retry; the second retry waits for the next advance."""
+    emu = make_emulator(callback_url=receiver.url, retry="fast").emu
+    receiver.respond = lambda r: Reply(500)
+    now = emu.clock.now()
+    _schedule(emu, "A", now + 10)
+    assert emu.advance(12.5)["fired"] == 2
+    [waiting] = emu.store.pending_events()
+    assert (waiting["state"], waiting["attempts"]) == ("scheduled", 2)
+    assert round(waiting["due_at"] - now, 2) == 13.0
+    assert emu.advance(60)["fired"] == 1
+    assert [e["state"] for e in emu.store.pending_events()] == []
+    attempts, _ = emu.deliveries(limit=10)
+    assert sorted(round(d["emulated_at"] - now, 2) for d in attempts) == [10.0, 11.0, 13.0]
+
+
 def test_a_clean_stop_leaves_no_event_marked_delivering(tmp_path: Any, receiver: Receiver) -> None:
     """Stop in the middle of a busy run: an event whose attempt is recorded is settled."""
     from emulator.core.config import Settings
@@ -270,3 +289,34 @@ def test_a_clean_stop_leaves_no_event_marked_delivering(tmp_path: Any, receiver:
         assert [e["id"] for e in stuck if e["id"] in recorded] == []
     finally:
         store.close()
+
+
+def test_a_backend_gate_serves_waiters_in_order_and_passes_on_a_cancelled_waiters_slot() -> None:
+    """One slot: a waiter cancelled while waiting never enters; one cancelled just after it
+    was handed the slot passes it on; the slot is free again at the end."""
+    import asyncio
+
+    from emulator.delivery.dispatcher import Gate
+
+    async def scenario() -> tuple[list[str], list[bool]]:
+        gate, order = Gate(1), []
+
+        async def user(name: str) -> None:
+            async with gate:
+                order.append(name)
+
+        await gate.__aenter__()  # the first user holds the slot
+        waiting = [asyncio.create_task(user(name)) for name in ("second", "third", "fourth")]
+        await asyncio.sleep(0)  # all three wait, in order
+        waiting[0].cancel()  # cancelled while waiting
+        await asyncio.sleep(0)
+        await gate.__aexit__()  # hands the slot to "third"...
+        waiting[1].cancel()  # ...cancelled before it could run: "fourth" gets the slot
+        await asyncio.gather(*waiting, return_exceptions=True)
+        async with asyncio.timeout(5), gate:  # the slot came back
+            order.append("last")
+        return order, [task.cancelled() for task in waiting]
+
+    order, cancelled = asyncio.run(scenario())
+    assert order == ["fourth", "last"]
+    assert cancelled == [True, True, False]

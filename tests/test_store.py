@@ -24,6 +24,7 @@ from emulator.store import Store, open_store
 from emulator.store.base import DatabaseBusy, DeliveryFilter, NewEvent, TaskFilter
 from emulator.store.migrations import LATEST, V1
 from emulator.store.sqlite import SQLiteStore, task_query
+from emulator.store.writes import BUSY_INTERVAL_S, gather_until
 from emulator.web.app import create_app, get_emulator
 
 V1_PLAN = {
@@ -404,3 +405,48 @@ def test_an_ad_hoc_event_and_its_attempt_are_stored_in_one_commit(db: str) -> No
         assert store.get_delivery(stored["id"])["event_id"] == stored["event_id"]  # type: ignore[index]
     finally:
         store.close()
+
+
+def test_an_event_ends_in_the_state_of_its_last_queued_write(db: str) -> None:
+    """Queued together (one batch): attempt, retry scheduled, retry sent and scheduled again
+    ends 'scheduled' with the last due time; a 'delivering' mark after the last settle wins."""
+    store = open_store(db)
+    try:
+        events = [
+            NewEvent(
+                seq=1,
+                event_type="OfflineRecordProgressChanged",
+                due_at=1.0,
+                state="scheduled",
+                event_data='{"TaskId": "x"}',
+                sign_mode="valid",
+                note="",
+                sdk_app_id=1400000001,
+                callback_url=None,
+                task_id=task_id,
+            )
+            for task_id in ("retried", "resent")
+        ]
+        store.insert_events(events)
+        retried, resent = (e.id for e in events)
+        for n, event_id in enumerate((retried, resent, retried, resent)):
+            store.mark_delivering(event_id)
+            failed = _attempt(n, event_id=event_id, ok=False, status_code=500)
+            store.log_attempt(failed, ("scheduled", n // 2 + 1, 2.0 + n))
+        store.mark_delivering(resent)
+        store.flush()
+        states = {e["id"]: e for e in store.pending_events()}
+        assert (states[retried]["state"], states[retried]["attempts"]) == ("scheduled", 2)
+        assert states[retried]["due_at"] == 4.0
+        assert (states[resent]["state"], states[resent]["attempts"]) == ("delivering", 2)
+    finally:
+        store.close()
+
+
+def test_the_writer_commits_a_lone_write_soon_and_a_steady_stream_in_batches() -> None:
+    """A write after a quiet spell waits only the flush interval; while commits follow each
+    other, the next waits BUSY_INTERVAL_S from the last (a commit's fixed cost, paid less)."""
+    now = 100.0
+    assert gather_until(now, 0.01, committed_at=now - 10) == now + 0.01
+    assert gather_until(now, 0.01, committed_at=now - 0.005) == now - 0.005 + BUSY_INTERVAL_S
+    assert gather_until(now, 1.0, committed_at=now - 0.005) == now + 1.0  # backing off

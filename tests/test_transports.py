@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from emulator.delivery.sender import CLOSED_EARLY
-from emulator.delivery.transport import AttemptResult, Transports
+from emulator.delivery.transport import AttemptResult, Deadlines, Transports
 
 HEADERS = {"Content-Type": "application/json", "User-Agent": "tiw-emulator"}
 SENT_HEADERS = {"host", "content-type", "user-agent", "content-length"}
@@ -159,6 +159,24 @@ def test_final_status_body_and_headers(side: Side, status: str, body: bytes) -> 
     assert got.response_body == body.decode("utf-8", errors="replace")
     assert got.response_headers is not None and got.response_headers["x-test"] == "a, b"
     assert got.error is None
+
+
+def test_the_same_response_head_twice_gives_each_attempt_its_own_headers(side: Side) -> None:
+    """The lean sender remembers parsed heads: a repeated head still yields the right body
+    framing and a headers dict of the attempt's own; a changed Content-Length is read anew."""
+    same = response("200 OK", b"ok", "X-Seen: 1\r\n")
+    longer = response("200 OK", b"okay", "X-Seen: 1\r\n")
+
+    async def scenario() -> list[AttemptResult]:
+        replies = [answer(same), answer(same), answer(longer)]
+        async with Backend(side, replies) as backend:
+            return await post_all(side, backend, 3)
+
+    first, second, third = asyncio.run(scenario())
+    assert [r.response_body for r in (first, second, third)] == ["ok", "ok", "okay"]
+    assert first.response_headers == second.response_headers
+    assert first.response_headers is not second.response_headers
+    assert third.response_headers is not None and third.response_headers["content-length"] == "4"
 
 
 def test_both_transports_send_the_same_request(side: Side) -> None:
@@ -498,3 +516,53 @@ def test_a_cancelled_attempt_raises_and_leaves_no_connection_behind(side: Side) 
 
     after, connections = asyncio.run(scenario())
     assert after.status_code == 200 and connections == 2
+
+
+def test_deadlines_time_out_each_attempt_by_its_own_timeout_and_spare_finished_ones() -> None:
+    """One FIFO per timeout value: a later attempt with a shorter timeout still ends first; a
+    finished attempt is never cancelled; a timed-out task is left with no pending cancellation
+    (its next attempt runs normally), and a cancellation from outside still propagates."""
+    ended: list[str] = []
+
+    async def attempt(deadlines: Deadlines, name: str, timeout_s: float, work_s: float) -> str:
+        watch = deadlines.start(timeout_s)
+        try:
+            await asyncio.sleep(work_s)
+        except asyncio.CancelledError:
+            if not watch.expired():
+                raise
+            ended.append(name)
+            return "timeout"
+        finally:
+            watch.live = False
+        ended.append(name)
+        return "done"
+
+    async def scenario() -> tuple[list[str], list[str], str, int]:
+        deadlines = Deadlines()
+        try:
+            results = await asyncio.gather(
+                attempt(deadlines, "long", 0.4, 30),
+                attempt(deadlines, "quick", 0.4, 0),
+                attempt(deadlines, "short", 0.1, 30),
+            )
+
+            async def twice() -> tuple[str, int]:
+                await attempt(deadlines, "first", 0.05, 30)
+                second = await attempt(deadlines, "second", 5, 0)
+                return second, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+            second, cancelling = await asyncio.create_task(twice())
+            outside = asyncio.create_task(attempt(deadlines, "outside", 5, 30))
+            await asyncio.sleep(0.01)
+            outside.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await outside
+        finally:
+            deadlines.close()
+        return results, list(ended), second, cancelling
+
+    results, order, second, cancelling = asyncio.run(scenario())
+    assert results == ["timeout", "done", "timeout"]
+    assert order == ["quick", "short", "long", "first", "second"]
+    assert (second, cancelling) == ("done", 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class Dispatcher:
         self._per_backend = connections_per_backend
         self._queues: dict[str, Queue] = {}
         self._workers: set[asyncio.Task[None]] = set()
-        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._gates: dict[str, Gate] = {}
         self.scheduler: Scheduler | None = None
         self.epoch = 0
         self.stopping = False
@@ -77,20 +78,20 @@ class Dispatcher:
                 event, wave = queue[0]
                 try:
                     if epoch == self.epoch and event.state == "delivering":
-                        await self._deliver(event, epoch)
+                        await self._deliver(event, epoch, queue, wave)
                 finally:
                     queue.popleft()
                     if wave is not None:
-                        wave.settle(event)
+                        wave.settle()
         finally:
             if self._queues.get(key) is queue:
                 del self._queues[key]
             for event, wave in queue:  # stopped: not attempted, so still scheduled in the store
                 event.state = "scheduled"
                 if wave is not None:
-                    wave.settle(event)
+                    wave.settle()
 
-    async def _deliver(self, event: Outgoing, epoch: int) -> None:
+    async def _deliver(self, event: Outgoing, epoch: int, queue: Queue, wave: Wave | None) -> None:
         recorded = await self.attempt(event, epoch, None, wait=False)
         if recorded is None:
             return
@@ -100,6 +101,7 @@ class Dispatcher:
             return
         scheduler = self.scheduler
         assert scheduler is not None
+        requeue = False
         if attempt["ok"]:
             event.state = "delivered"
         else:
@@ -108,10 +110,17 @@ class Dispatcher:
                 event.state = "failed"
             else:
                 event.due_at = round(attempt["emulated_at"] + delay, 3)
-                scheduler.add([event])
+                event.state = "scheduled"
+                # Due within this advance: it goes out next in its task's due order, from here.
+                requeue = wave is not None and event.due_at <= wave.until + 1e-9
+                if not requeue:
+                    scheduler.add([event])
         if event.state != "scheduled":
             scheduler.forget(event.id)
         self._store.log_attempt(attempt, (event.state, event.attempts, event.due_at))
+        if requeue:
+            assert wave is not None
+            _insert_by_due(queue, event, wave)
 
     # -- one attempt ---------------------------------------------------------------------------
     async def attempt(
@@ -182,12 +191,12 @@ class Dispatcher:
             return attempt, None
         return attempt, self._store.record_attempt(attempt, adhoc)
 
-    def _gate(self, url: str | None) -> asyncio.Semaphore:
+    def _gate(self, url: str | None) -> Gate:
         """The connection limit of the backend `url` points at (scheme, host and port)."""
         key = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = asyncio.Semaphore(self._per_backend)
+            gate = self._gates[key] = Gate(self._per_backend)
         return gate
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -208,8 +217,67 @@ class Dispatcher:
         await self._transports.close()
 
 
+class Gate:
+    """A backend's connection limit: a first-come, first-served semaphore that hands a freed
+    slot straight to the next waiter. asyncio.Semaphore rescans its waiters on acquire and
+    release (a tenth of the engine's profile with 2,000 tasks behind 64 connections)."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        if self._free > 0:  # a free slot means nobody is waiting: slots go to waiters first
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot just as the cancellation came: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # a release may have dropped it already
+                    self._waiters.remove(waiter)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+def _insert_by_due(queue: Queue, event: Outgoing, wave: Wave) -> None:
+    """Queue a retry at its due place behind the attempt in flight (queue[0]), in (due, id)
+    order as the scheduler's heap would fire it; it stays the scheduler's pending event."""
+    event.state = "delivering"
+    wave.add()
+    wave.retried += 1
+    place = (event.due_at, event.id)
+    at = 1
+    while at < len(queue) and (queue[at][0].due_at, queue[at][0].id) <= place:
+        at += 1
+    queue.insert(at, (event, wave))
+
+
 def request_headers(url: str | None, length: int) -> dict[str, str]:
-    """The headers an attempt sends, as the attempt log shows them."""
+    """The headers an attempt sends, as the attempt log shows them (a new dict each time)."""
+    return {**_url_headers(url), "Content-Length": str(length)}
+
+
+@functools.lru_cache(maxsize=1024)  # a few backends, thousands of attempts each
+def _url_headers(url: str | None) -> dict[str, str]:
+    """Host and the fixed headers for `url`; callers copy it, never change it."""
     host = url.split("/", 3)[2] if url and url.count("/") >= 2 else ""
     host = host.rpartition("@")[2]  # user:password@ is never sent in Host
-    return {"Host": host, **HEADERS, "Content-Length": str(length)}
+    return {"Host": host, **HEADERS}

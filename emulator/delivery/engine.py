@@ -102,10 +102,7 @@ class Engine:
 
     def advance(self, seconds: float) -> int:
         """Move the clock and fire, in due order, everything due by then; wait for the results."""
-        retry = self._config().retry
-        min_delay = retry.delay_after(1) if retry.max_attempts > 1 else None
-
-        return self._wait(self._scheduler.advance(seconds, min_delay))
+        return self._wait(self._scheduler.advance(seconds))
 
     def send_now(
         self,

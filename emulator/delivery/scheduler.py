@@ -2,9 +2,10 @@
 
 Runs on the delivery loop's thread only. Due events sit in a heap keyed by emulated due time;
 on a real clock one timer wakes the loop at the earliest deadline, on a manual clock only
-`advance` fires them. An advance fires in emulated due order, retries included: it works in
-windows no longer than the retry policy's shortest delay, so no retry can fall due inside a
-window whose later events were already sent.
+`advance` fires them. An advance fires in emulated due order, retries included: it hands
+every event due by its target to its task's queue at once (dispatcher.py sends a task's queue
+one after another), and a retry that falls due within the advance joins its task's queue at
+its due place, ahead of the task's later events.
 """
 
 from __future__ import annotations
@@ -68,38 +69,30 @@ def task_key(event: Outgoing) -> str:
 
 
 class Wave:
-    """The events one advance has in flight, per task, and which tasks settled one since.
+    """The events one advance has in flight: it ends once every one has settled.
 
-    `changed` is set whenever one settles (sent, failed, or rescheduled as a retry).
+    `until` is the advance's target: a retry due by then is sent within the advance.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, until: float) -> None:
+        self.until = until
         self.remaining = 0
-        self._due: dict[int, float] = {}
-        self._by_task: dict[str, list[tuple[float, int]]] = {}
-        self.settled: set[str] = set()
-        self.changed = asyncio.Event()
+        self.retried = 0  # retries sent within the advance (counted as fired)
+        self._idle = asyncio.Event()
 
-    def add(self, event: Outgoing) -> None:
+    def add(self) -> None:
         self.remaining += 1
-        self._due[event.id] = event.due_at
-        heapq.heappush(self._by_task.setdefault(task_key(event), []), (event.due_at, event.id))
 
-    def settle(self, event: Outgoing) -> None:
+    def settle(self) -> None:
         self.remaining -= 1
-        self._due.pop(event.id, None)
-        self.settled.add(task_key(event))
-        self.changed.set()
+        if self.remaining <= 0:
+            self._idle.set()
 
-    def earliest(self, key: str) -> float | None:
-        """The earliest due time the task `key` has in flight (None: nothing)."""
-        heap = self._by_task.get(key)
-        while heap and self._due.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        if not heap:
-            self._by_task.pop(key, None)
-            return None
-        return heap[0][0]
+    async def wait(self) -> None:
+        """Until nothing is in flight."""
+        if self.remaining > 0:
+            self._idle.clear()
+            await self._idle.wait()
 
 
 Dispatch = Callable[[Outgoing, "Wave | None"], None]
@@ -245,68 +238,40 @@ class Scheduler:
         self.rearm()
         return self._heap[0][0] if self._heap else None
 
-    async def advance(self, seconds: float, min_retry_delay: float | None) -> int:
+    async def advance(self, seconds: float) -> int:
         """Move the clock by `seconds` and fire what falls due, in due order, retries included.
 
-        A retry falls due at least `min_retry_delay` after its attempt. So an event goes out
-        at once unless its own task has an attempt in flight due more than that delay before
-        it: then it waits (parked) until that attempt settles, and any retry it makes is sent
-        first. Other tasks are never held back, so a slow backend paces only its own tasks.
-        Returns once every fired event has settled.
+        Every event due by the target goes to its task's queue at once, so each task sends its
+        own in due order and no task holds back another; a retry due by the target joins its
+        task's queue at its due place (the dispatcher does that). Returns, once every fired
+        event has settled, how many attempts were sent.
         """
         target = self._clock.advance(seconds)
         if self._clock.mode is ClockMode.REAL:
             target = self._clock.now()
-        wave, fired = Wave(), 0
-        parked: dict[str, list[tuple[float, int]]] = {}
-        try:
-            while not self._closed:
-                for key in wave.settled:
-                    for entry in parked.pop(key, ()):
-                        heapq.heappush(self._heap, entry)
-                wave.settled.clear()
-                self.rearm()  # takes handed-over events in
-                count = self.fire_due(target, wave, min_retry_delay, parked)
-                fired += count
-                if count:
-                    continue
-                if wave.remaining == 0:
-                    break  # nothing due by the target, nothing in flight
-                wave.changed.clear()
-                if not wave.settled:
-                    await wave.changed.wait()
-        finally:
-            for entries in parked.values():  # closed mid-advance: back to the heap
-                for entry in entries:
-                    heapq.heappush(self._heap, entry)
+        wave, fired = Wave(target), 0
+        while not self._closed:
+            self.rearm()  # takes handed-over events in
+            count = self.fire_due(target, wave)
+            fired += count
+            if not count and wave.remaining <= 0:
+                break  # nothing due by the target, nothing in flight
+            await wave.wait()
         self.rearm()
-        return fired
+        return fired + wave.retried
 
-    def fire_due(
-        self,
-        until: float,
-        wave: Wave | None = None,
-        min_retry_delay: float | None = None,
-        parked: dict[str, list[tuple[float, int]]] | None = None,
-    ) -> int:
-        """Dispatch, in due order, every live event due at or before `until`. In an advance
-        (`wave`, `parked`), an event waits while its task has an attempt in flight due more
-        than `min_retry_delay` before it."""
+    def fire_due(self, until: float, wave: Wave | None = None) -> int:
+        """Dispatch, in due order, every live event due at or before `until`."""
         fired = 0
-        heap = self._heap
+        heap, pending = self._heap, self._pending
         while heap and heap[0][0] <= until + 1e-9 and not self._closed:
             due, event_id = heapq.heappop(heap)
-            if not self._is_live(due, event_id):
-                continue
-            event = self._pending[event_id]
-            if wave is not None and parked is not None and min_retry_delay is not None:
-                floor = wave.earliest(task_key(event))
-                if floor is not None and due >= floor + min_retry_delay - 1e-6:
-                    parked.setdefault(task_key(event), []).append((due, event_id))
-                    continue
+            event = pending.get(event_id)
+            if event is None or event.state != "scheduled" or event.due_at != due:
+                continue  # cancelled, already sent, or moved (a stale heap entry)
             event.state = "delivering"
             if wave is not None:
-                wave.add(event)
+                wave.add()
             self._dispatch(event, wave)
             fired += 1
         return fired

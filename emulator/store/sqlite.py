@@ -163,20 +163,27 @@ class SQLiteStore(WriteBehind, SharedQueries):
 
         def run(conn: sqlite3.Connection) -> None:
             # One executemany per kind. Settles keep their order and go before the 'delivering'
-            # marks, which only touch a still-scheduled event: the final state is the one the
+            # marks, which only touch a still-scheduled event; a mark followed in the batch by
+            # its event's settle is dropped (that settle has the last word; kept, it would turn
+            # a retry's 'scheduled' back into 'delivering'). So the final state is the one the
             # batch's order gives. Attempt ids are the last row id and the ones before it, as
             # AUTOINCREMENT numbers one writer's rows consecutively inside a transaction.
             attempts: list[Any] = []
             adhocs: list[Any] = []
             settles: list[Any] = []
             delivering: list[tuple[int]] = []
-            for kind, op in batch:
+            settled: set[int] = set()
+            for kind, op in reversed(batch):
                 if kind == "attempt":
                     (adhocs if op[2] is not None else attempts).append(op)
                 elif kind == "settle":
                     settles.append(op)
-                else:
+                    settled.add(op[-1])
+                elif op not in settled:
                     delivering.append((op,))
+            attempts.reverse()
+            adhocs.reverse()
+            settles.reverse()
             if attempts:
                 conn.executemany(SQL_ATTEMPT, [attempt_values(row) for row, _, _ in attempts])
                 last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
