@@ -43,7 +43,7 @@ from emulator.store.rows import (
     newest_page_sql,
     task_values,
 )
-from emulator.store.writes import Discarded, WriteBehind, WriteQueue
+from emulator.store.writes import Discarded, WriteBehind, WriteQueue, sort_batch
 
 log = logging.getLogger("tiw_emulator.store")
 
@@ -157,33 +157,17 @@ class SQLiteStore(WriteBehind, SharedQueries):
                 self._sync_error = _describe(exc)
             raise StorageError(_describe(exc)) from exc
 
-    def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row], Row]]:
+    def _commit_batch(self, batch: list[tuple[str, Any]]) -> list[tuple[Future[Row] | None, Row]]:
         """Commit queued hot-path writes in one transaction; called under the lock."""
-        done: list[tuple[Future[Row], Row]] = []
+        done: list[tuple[Future[Row] | None, Row]] = []  # None: nobody waits for that row
 
         def run(conn: sqlite3.Connection) -> None:
-            # One executemany per kind. Settles keep their order and go before the 'delivering'
-            # marks, which only touch a still-scheduled event; a mark followed in the batch by
-            # its event's settle is dropped (that settle has the last word; kept, it would turn
-            # a retry's 'scheduled' back into 'delivering'). So the final state is the one the
-            # batch's order gives. Attempt ids are the last row id and the ones before it, as
-            # AUTOINCREMENT numbers one writer's rows consecutively inside a transaction.
-            attempts: list[Any] = []
-            adhocs: list[Any] = []
-            settles: list[Any] = []
-            delivering: list[tuple[int]] = []
-            settled: set[int] = set()
-            for kind, op in reversed(batch):
-                if kind == "attempt":
-                    (adhocs if op[2] is not None else attempts).append(op)
-                elif kind == "settle":
-                    settles.append(op)
-                    settled.add(op[-1])
-                elif op not in settled:
-                    delivering.append((op,))
-            attempts.reverse()
-            adhocs.reverse()
-            settles.reverse()
+            # One executemany per kind (writes.sort_batch says in which order). Attempt ids
+            # are the last row id and the ones before it, as AUTOINCREMENT numbers one
+            # writer's rows consecutively inside a transaction.
+            grouped = sort_batch(batch)
+            attempts, adhocs = grouped.attempts, grouped.adhocs
+            settles, delivering = grouped.settles, [(op,) for op in grouped.delivering]
             if attempts:
                 conn.executemany(SQL_ATTEMPT, [attempt_values(row) for row, _, _ in attempts])
                 last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.store.base import AttemptListener, NewEvent, Row
@@ -22,7 +23,7 @@ from emulator.store.base import AttemptListener, NewEvent, Row
 log = logging.getLogger("tiw_emulator.store")
 
 Op = tuple[str, Any]
-Commit = Callable[[list[Op]], list[tuple["Future[Any]", Any]]]
+Commit = Callable[[list[Op]], list[tuple["Future[Any] | None", Any]]]
 
 
 EARLY_FLUSH = 2_000  # queued writes that wake the flusher before its interval is up
@@ -152,6 +153,40 @@ def gather_until(now: float, pause: float, committed_at: float) -> float:
     """When the flusher commits what is queued: `pause` after now (the first write after a
     quiet spell), but no sooner than BUSY_INTERVAL_S after the last commit (a steady stream)."""
     return max(now + pause, committed_at + BUSY_INTERVAL_S)
+
+
+@dataclass
+class SortedBatch:
+    """A batch of hot-path writes grouped by kind, for one statement per kind.
+
+    Attempts keep their order; each event keeps only its last settle (that one has the last
+    word); a 'delivering' mark is kept only if no settle of its event follows it in the batch
+    (kept, it would turn a retry's 'scheduled' back into 'delivering'). Committed as attempts,
+    then settles, then the marks (which only touch a still-scheduled event), the final state
+    is the one the batch's order gives.
+    """
+
+    attempts: list[tuple[Row, Future[Row] | None, None]] = field(default_factory=list)
+    adhocs: list[tuple[Row, Future[Row] | None, NewEvent]] = field(default_factory=list)
+    settles: list[tuple[Any, ...]] = field(default_factory=list)  # (state, ..., event id)
+    delivering: list[int] = field(default_factory=list)
+
+
+def sort_batch(batch: list[Op]) -> SortedBatch:
+    sorted_ = SortedBatch()
+    settled: set[int] = set()
+    for kind, op in reversed(batch):
+        if kind == "attempt":
+            (sorted_.adhocs if op[2] is not None else sorted_.attempts).append(op)
+        elif kind == "settle":
+            if op[-1] not in settled:
+                settled.add(op[-1])
+                sorted_.settles.append(op)
+        elif op not in settled:
+            sorted_.delivering.append(op)
+    for part in (sorted_.attempts, sorted_.adhocs, sorted_.settles, sorted_.delivering):
+        part.reverse()
+    return sorted_
 
 
 class WriteBehind:
