@@ -2,7 +2,8 @@
 
 It starts an `Emulator` (store, clock, engine; no HTTP front end) on the given database with a
 real clock at speed 1, plans `count` callbacks claimed by this process, due from the wall
-instant `start` on at `rate` per second (0: all at once), hands them to its engine, waits until
+instant `start` on at `rate` per second (0: all at once) after a warm-up of WARM_UP due a
+second before, hands them to its engine, waits until
 it has sent them all, and prints one JSON line: each callback's receiver key and deadline
 (time.monotonic, system-wide, so the benchmark can compare it with the receiver's arrivals),
 its CPU time while sending, and whether it was ready before the first one fell due.
@@ -22,13 +23,19 @@ from emulator.core.service import Emulator
 from emulator.delivery.scheduler import Outgoing
 
 BATCH = 2000
+WARM_UP = 100  # callbacks due a second before the measured ones
 
 
 def plan(emu: Emulator, prefix: str, count: int, rate: float, start: float) -> dict[str, float]:
     """Insert and schedule the callbacks, due from wall time `start` on (in batches, so the
-    engine starts on the first while the rest are inserted); receiver keys -> deadlines."""
-    first_due = start + emu.clock.now() - time.time()  # the clock runs at speed 1
-    rows, deadlines = paced_events(emu, prefix, count, rate, first_due)
+    engine starts on the first while the rest are inserted), after WARM_UP ones due a second
+    before (the first callbacks of a process open its connection and warm its code, as
+    bench.inproc.lateness does); receiver keys -> deadlines of the measured ones."""
+    offset = emu.clock.now() - time.time()  # the clock runs at speed 1
+    warm, _ = paced_events(emu, f"{prefix}warm", WARM_UP, 1000.0, start - 1.0 + offset)
+    emu.store.insert_events(warm)
+    emu.engine.schedule(Outgoing.of(e) for e in warm)
+    rows, deadlines = paced_events(emu, prefix, count, rate, start + offset)
     for at in range(0, count, BATCH):
         batch = rows[at : at + BATCH]
         emu.store.insert_events(batch)
