@@ -17,6 +17,7 @@ from emulator.core.recording import (
     ClassSpec,
     Recording,
     bitrate_range_kbps,
+    faker_user_ids,
     generate_recording,
     user_ids,
 )
@@ -116,6 +117,15 @@ def test_user_ids_advance_rng_once() -> None:
     reference = random.Random(1)
     reference.getrandbits(32)
     assert rng.random() == reference.random()
+
+
+def test_user_ids_are_fakers_draws_exactly() -> None:
+    """The fast draws (Faker's tables, cached weights) give what a reseeded Faker gives."""
+    for seed in range(3000):
+        participants = 1 + seed % 12
+        rng = random.Random(seed)
+        fast = user_ids(participants, rng)
+        assert fast == faker_user_ids(participants, random.Random(seed).getrandbits(32)), seed
 
 
 # --- recording --------------------------------------------------------------------------------
