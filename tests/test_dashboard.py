@@ -161,7 +161,7 @@ def test_a_full_feed_never_blocks_and_asks_the_client_to_resync() -> None:
     assert not any(m.startswith("event: delivery") for m in messages)  # stale ones dropped
 
 
-# -- the stream over real HTTP (waitress) ------------------------------------------------------
+# -- the stream over real HTTP (the served app) ------------------------------------------------
 
 
 def _events(response: requests.Response) -> Iterator[tuple[str, Any]]:
