@@ -1,4 +1,4 @@
-"""Serving on aiohttp's server: start/stop, TLS on the plain port, body limits, chunked, keep-alive."""
+"""The HTTP server: start/stop, TLS on the plain port, body limits, chunked, keep-alive."""
 
 from __future__ import annotations
 

@@ -229,6 +229,23 @@ def _size(duration_ms: int, kbps: tuple[float, float], rng: random.Random) -> in
     return max(math.ceil(duration_ms * low / 8), min(math.floor(duration_ms * high / 8), size))
 
 
+def _token(rng: random.Random, length: int) -> str:
+    """`"".join(rng.choice(_TOKEN_ALPHABET) for _ in range(length))`, the same draws, faster.
+
+    `Random.choice` takes `getrandbits(6)` until it is below 62 (`Random._randbelow`); doing that
+    here saves two Python calls per character (12 characters per video, ~4 videos per task).
+    """
+    getrandbits, alphabet, size = rng.getrandbits, _TOKEN_ALPHABET, len(_TOKEN_ALPHABET)
+    bits = size.bit_length()
+    out = []
+    for _ in range(length):
+        r = getrandbits(bits)
+        while r >= size:
+            r = getrandbits(bits)
+        out.append(alphabet[r])
+    return "".join(out)
+
+
 def generate_recording(spec: ClassSpec, *, room_id: int, rng: random.Random) -> Recording:
     """Generate the result of a successful recording of the class described by ``spec``."""
     _validate(spec, room_id)
@@ -248,7 +265,7 @@ def generate_recording(spec: ClassSpec, *, room_id: int, rng: random.Random) -> 
         fmt = "mp3" if vtype == AUDIO else "mp4"
         size = _size(duration, bitrate_range_kbps(vtype, width, height), rng)
         while not name or name in used_names:
-            name = "".join(rng.choice(_TOKEN_ALPHABET) for _ in range(12))
+            name = _token(rng, 12)
         used_names.add(name)
         video_id = new_video_id(rng)
         while video_id in used_ids:

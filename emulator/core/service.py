@@ -249,7 +249,7 @@ class Emulator(QAControls):
                 event_type=e.event_type,
                 due_at=e.due_at,
                 state="dropped" if e.dropped else "scheduled",
-                event_data=payloads.encode_data(e.event_data),
+                event_data=payloads.encode_planned_data(e.event_data),
                 sign_mode=str(e.sign_mode),
                 note=e.note,
                 sdk_app_id=sdk_app_id,
@@ -274,7 +274,7 @@ class Emulator(QAControls):
             finish_at=plan.finish_at,
             outcome=plan.outcome,
             error_code=(plan.error or {}).get("Code"),
-            plan=json.dumps(plan.to_dict(), ensure_ascii=False),
+            plan=payloads.encode_plan(plan.to_dict()),
             events=events,
         )
         return task, plan
