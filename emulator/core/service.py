@@ -298,7 +298,7 @@ class Emulator(QAControls):
     ) -> Scenario:
         if name is not None:
             return self.catalogue.get(name)
-        for rule in self.list_rules():
+        for rule in self._rules():
             match = rule["match"]
             if all(
                 match.get(k) is None or match[k] == v
@@ -310,6 +310,30 @@ class Emulator(QAControls):
             ):
                 return self.catalogue.get(rule["scenario"])
         return self.catalogue.get("success")
+
+    # The rules, read from the store once and kept until they change: a creation without a
+    # scenario consults them, and reading them cost a store round trip (lock, flush, SELECT)
+    # per creation. `_rules_changed()` drops them: called after add_rule, delete_rule and reset
+    # here, and the one hook for another process's change (shared mode's store notification).
+    _rules_cache: list[Row] | None = None
+    _rules_generation = 0
+    _rules_lock = threading.Lock()
+
+    def _rules(self) -> list[Row]:
+        cached = self._rules_cache
+        if cached is not None:
+            return cached
+        generation = self._rules_generation
+        rules = self.list_rules()
+        with self._rules_lock:
+            if generation == self._rules_generation:  # no change while they were read
+                self._rules_cache = rules
+        return rules
+
+    def _rules_changed(self) -> None:
+        with self._rules_lock:
+            self._rules_generation += 1
+            self._rules_cache = None
 
     def unfinished_task(self, room_id: int, sdk_app_id: int) -> str | None:
         return self._storage(
@@ -392,6 +416,7 @@ class Emulator(QAControls):
         """
         self.engine.reset()
         self._storage(self.store.reset)
+        self._rules_changed()
         self.catalogue.clear_user()
         with self._rng_lock:
             self.run_seed = self._new_run_seed()
