@@ -131,6 +131,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "paced100_p50_ms": _get(raw, "paced100", "lat_p50_ms"),
         "paced100_p99_ms": _get(raw, "paced100", "lat_p99_ms"),
         "trigger_only_rate": _get(raw, "trigger_only", "trig_rate"),
+        "trigger_only_cpu_us": _get(raw, "trigger_only", "tool_cpu_us_per_trig"),
         "fan_create_rate": _get(raw, "fan", "create_rate"),
         "fan_create_cpu_us_per_planned_cb": per_planned,
         "fan_cb_rate": _get(raw, "fan", "cb_rate"),
@@ -219,6 +220,15 @@ def rows(result: dict[str, Any]) -> list[Row]:
             if wm
             else "not run",
             _met(None if cpu_cb is None else cpu_cb <= 500),
+        ),
+        (
+            "front door floor: bare `GET /healthz` (server + Flask), 50 clients, requests/s",
+            f"{_f(emu.get('trigger_only_rate'))} ({_f(emu.get('trigger_only_cpu_us'))} µs CPU each)"
+            + _ratio(emu.get("trigger_only_rate"), wm.get("trigger_only_rate")),
+            "– (the ceiling of the two rows above)",
+            f"WireMock plain stub {peer('trigger_only_rate')} "
+            f"({peer('trigger_only_cpu_us')} µs CPU each)",
+            "–",
         ),
         (
             "idle CPU (10 s after start-up), share of a core",
