@@ -98,9 +98,19 @@ def run(workdir: Path, progress: Progress, *, n: int = 3000) -> dict[str, Any]:
             progress(f"  {name}: harness phases, {n:,} triggers per saturation phase")
             raw = harness.run_tool(recv, str(tmp), name, 0)
             out["tools"][name] = summarize(raw)
+            if out["tools"][name]["errors"] or raw.get("log_errors"):
+                out["tools"][name]["log_tails"] = _log_tails(tmp, name)
     finally:
         recv.stop()
     return out
+
+
+def _log_tails(tmp: Path, name: str, size: int = 4000) -> dict[str, str]:
+    """The end of each of the tool's logs (kept in results.json: the work folder is temporary)."""
+    return {
+        log.name: log.read_text(errors="replace")[-size:]
+        for log in sorted(tmp.glob(f"{name}*.log"))
+    }
 
 
 def _get(raw: dict[str, Any], phase: str, key: str) -> float | None:

@@ -136,6 +136,7 @@ class AppServer:
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
         self._runner: web.ServerRunner | None = None
+        self._main: asyncio.Task[None] | None = None
         self._stop_lock = threading.Lock()
 
     @property
@@ -190,8 +191,9 @@ class AppServer:
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         asyncio.set_event_loop(self._loop)
+        self._main = self._loop.create_task(self._serve())
         try:
-            self._loop.run_until_complete(self._serve())
+            self._loop.run_until_complete(self._main)
         finally:
             self._sock.close()
 
@@ -208,10 +210,12 @@ class AppServer:
             if self._thread is not None and self._thread.is_alive():
                 self._loop.call_soon_threadsafe(self._stopped.set)
                 self._thread.join(timeout=STOP_GRACE_S + 5)
-            elif self._runner is not None and not self._loop.is_running():
-                # serve_forever was interrupted (Ctrl-C or SIGTERM in the foreground): finish.
+            elif self._main is not None and not self._main.done():
+                # serve_forever was interrupted (Ctrl-C or SIGTERM in the foreground): let the
+                # serving task finish (close connections, stop the site) on this thread.
+                self._stopped.set()
                 with contextlib.suppress(Exception):
-                    self._loop.run_until_complete(self._runner.cleanup())
+                    self._loop.run_until_complete(self._main)
             self._sock.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             if not self._loop.is_running():

@@ -156,6 +156,8 @@ async def send_result(
                 break
             await stream.write(chunk)
         await stream.write_eof()
+    except ConnectionError:
+        pass  # the client went away mid-stream (a closed dashboard tab): nothing to answer
     finally:
         # Close the app's iterator in a pool thread, after any next() still running there
         # (a stream waits up to its poll interval): closing a running generator is an error.
