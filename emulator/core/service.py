@@ -217,7 +217,7 @@ class Emulator(QAControls):
         else:  # pragma: no cover - 100 collisions in a row
             raise InvalidState("could not find a free room or TaskId")
         self.engine.schedule(_outgoing_of(task))
-        return self._created_view(task, plan)
+        return self._created_view(task, plan, dict(params or {}))
 
     def _insert(self, task: NewTask, now: float) -> None:
         self._storage(lambda: self.store.insert_task(task, now=now))
@@ -279,12 +279,14 @@ class Emulator(QAControls):
         )
         return task, plan
 
-    def _created_view(self, task: NewTask, plan: Plan) -> dict[str, Any]:
-        """The reply to a creation, from what was just committed (no read-back)."""
-        row = {**vars(task), "cancelled_at": None}
+    def _created_view(self, task: NewTask, plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
+        """The reply to a creation, from what was just committed (no read-back, and no parsing
+        of the JSON just written: the params and each event's data are at hand)."""
+        row = {**vars(task), "cancelled_at": None, "params": params}
         view = task_view(row, self.clock.now(), plan)
         view["events"] = [
-            event_view({**vars(e), "attempts": 0, "payload": None}) for e in task.events
+            event_view({**vars(e), "attempts": 0, "payload": None}, planned.event_data)
+            for e, planned in zip(task.events, plan.events, strict=True)
         ]
         url = task.callback_url or self._app_callbacks.get(task.sdk_app_id)
         view["warnings"] = [] if url or self._config.callback_url else [NO_CALLBACK_URL]
