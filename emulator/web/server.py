@@ -55,10 +55,10 @@ STOP_GRACE_S = 2.0
 # How long a thread holding the GIL runs before a waiting one gets it (CPython's default: 5 ms).
 # The delivery thread waits for the GIL after every socket call, so behind 16 busy request threads
 # a due callback waited up to 5 ms per hop: a callback due 100 ms after its trigger arrived late
-# by p99 117 ms under full load (the peer harness's sat100) and 31 ms at 200 triggers/s; with
-# 1 ms, 64-75 ms and 4.6-5.4 ms (medians of interleaved runs on the shared 2-core machine, load
-# 3-4), creation rate unchanged. 0.5 and 0.2 ms measured no better. Set when serving starts, for
-# the whole process (only ever lowered).
+# by p99 117 ms under full load (the peer harness's sat100); with 1 ms, 64 ms (medians of
+# interleaved runs on the shared 2-core machine, load 4), creation rate unchanged; 0.5 and 0.2 ms
+# measured no better (docs/benchmarks.md, "Front door, second round"). Set when serving starts,
+# for the whole process (only ever lowered).
 SWITCH_INTERVAL_S = 0.001
 log = logging.getLogger("tiw_emulator.server")
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a handshake (ClientHello)
