@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -186,3 +187,29 @@ def _read_until_closed(conn: socket.socket) -> bytes:
     while chunk := conn.recv(65536):
         data += chunk
     return data
+
+
+def test_an_interrupt_during_start_up_stops_cleanly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM (raised as KeyboardInterrupt by `serve`) can land inside the serving task itself:
+    stop() must still finish, leaving no 'Task exception was never retrieved' behind."""
+    import gc
+
+    from aiohttp import web_runner
+
+    async def interrupted_setup(self: Any) -> None:
+        raise KeyboardInterrupt
+
+    app = create_app({"db": ":memory:"})
+    server = AppServer(app)
+    try:
+        monkeypatch.setattr(web_runner.BaseRunner, "setup", interrupted_setup)
+        with pytest.raises(KeyboardInterrupt):
+            server.serve_forever()
+        server.stop()
+        gc.collect()
+        assert _refuses(server.port)
+        assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    finally:
+        get_emulator(app).close()

@@ -216,6 +216,14 @@ class AppServer:
                 self._stopped.set()
                 with contextlib.suppress(Exception):
                     self._loop.run_until_complete(self._main)
+            elif self._main is not None:
+                # The interrupt landed inside the serving task itself (e.g. during start-up):
+                # take its exception (else asyncio logs it as never retrieved) and clean up.
+                if not self._main.cancelled():
+                    self._main.exception()
+                if self._runner is not None:
+                    with contextlib.suppress(Exception):
+                        self._loop.run_until_complete(self._runner.cleanup())
             self._sock.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             if not self._loop.is_running():
