@@ -213,3 +213,20 @@ def test_an_interrupt_during_start_up_stops_cleanly(
         assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
     finally:
         get_emulator(app).close()
+
+
+def test_expect_100_continue_is_answered_before_the_body(served: AppServer) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the interim reply."""
+    url = "http://127.0.0.1:9/" + "x" * 800  # the fixture's body limit is 1,000 bytes
+    body = json.dumps({"scenario": "success", "callback_url": url}).encode()
+    head = (
+        b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as conn:
+        conn.sendall(head)
+        interim = conn.recv(65536)  # times out (fails) if the server waits for the body
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(body)
+        reply = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :] + _read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 201 "), reply[:200]

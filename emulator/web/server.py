@@ -19,6 +19,7 @@ What the server does before the app runs, kept from the waitress days (tests/tes
 - a TLS ClientHello on this plain-HTTP port gets a plain `400` and the connection is closed, so an
   https:// client fails at once instead of waiting for its read timeout;
 - a malformed request gets the JSON `400` (aiohttp's own is text);
+- `Expect: 100-continue` is answered before the body is read (curl waits 1 s for it otherwise);
 - request bodies are passed on as sent (no automatic gunzip), keep-alive, pipelining, any number
   of open connections (epoll), and nothing runs while idle;
 - the dashboard's stream sees its client leave (`wsgi_bridge.DISCONNECTED_KEY`).
@@ -34,7 +35,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from flask import Flask
@@ -105,6 +106,10 @@ class EmulatorHandler(RequestHandler):
         return wsgi_bridge.json_error(status, ERROR_CODES.get(status, "http_error"), reason)
 
 
+def _expects_continue(request: BaseRequest) -> bool:
+    return request.headers.get("Expect", "").lower() == "100-continue"
+
+
 class EmulatorServer(web.Server):
     def __call__(self) -> RequestHandler:
         return EmulatorHandler(self, loop=self._loop, **self._kwargs)
@@ -153,6 +158,10 @@ class AppServer:
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._too_large()
+        if request.version >= HttpVersion11 and _expects_continue(request):
+            # curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the reply proper has not started
         if length is not None:
             body = await request.content.readexactly(length) if length else b""
         else:  # chunked (or no body): read up to the limit
