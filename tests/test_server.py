@@ -230,3 +230,14 @@ def test_expect_100_continue_is_answered_before_the_body(served: AppServer) -> N
         conn.sendall(body)
         reply = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :] + _read_until_closed(conn)
     assert reply.startswith(b"HTTP/1.1 201 "), reply[:200]
+
+
+def test_long_headers_are_read_and_too_long_ones_refused_in_json(served: AppServer) -> None:
+    """A 30 KB header line is served (aiohttp's own limit is 8 KB); past 64 KB the JSON 400 does
+    not echo the line (it may carry a token)."""
+    ok = requests.get(served.url + "/healthz", headers={"X-Long": "y" * 30_000}, timeout=5)
+    assert ok.status_code == 200
+    refused = requests.get(served.url + "/healthz", headers={"X-Long": "s" * 70_000}, timeout=5)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "bad_request"
+    assert "sss" not in refused.text

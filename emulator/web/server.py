@@ -53,6 +53,8 @@ READ_CHUNK = 64 * 1024
 # (so the client sees the 413, not a reset), then the connection is closed.
 LINGER_S = 1.0
 STOP_GRACE_S = 2.0
+MAX_HEADER_BYTES = 64 * 1024  # the request line and each header line
+KEEPALIVE_S = 60.0  # an idle keep-alive connection is closed after this (waitress's was 60 s too)
 # How long a thread holding the GIL runs before a waiting one gets it (CPython's default: 5 ms).
 # The delivery thread waits for the GIL after every socket call, so behind 16 busy request threads
 # a due callback waited up to 5 ms per hop: a callback due 100 ms after its trigger arrived late
@@ -103,6 +105,8 @@ class EmulatorHandler(RequestHandler):
             log.error("error serving %s %s", request.method, request.path, exc_info=exc)
             return super().handle_error(request, status, exc, message)
         reason = (message or (str(exc) if exc else "")).strip() or "malformed request"
+        # aiohttp quotes the offending bytes (e.g. a header line too long): never echo them.
+        reason = reason.split(": b'", 1)[0].split(': b"', 1)[0][:200]
         return wsgi_bridge.json_error(status, ERROR_CODES.get(status, "http_error"), reason)
 
 
@@ -184,6 +188,9 @@ class AppServer:
             self._handle,
             access_log=None,
             lingering_time=LINGER_S,
+            keepalive_timeout=KEEPALIVE_S,
+            max_line_size=MAX_HEADER_BYTES,  # aiohttp's 8,190 would refuse a long v1-signed query
+            max_field_size=MAX_HEADER_BYTES,
             auto_decompress=False,  # the app sees the body as sent, Content-Encoding and all
             handler_cancellation=False,
         )
