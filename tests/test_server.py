@@ -6,6 +6,8 @@ import http.client
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -241,3 +243,41 @@ def test_long_headers_are_read_and_too_long_ones_refused_in_json(served: AppServ
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "bad_request"
     assert "sss" not in refused.text
+
+
+INTERRUPTED_REQUEST = """
+import contextlib, sys, threading
+import requests
+from emulator.web.app import create_app, get_emulator
+from emulator.web.server import AppServer
+
+app = create_app({"db": ":memory:"})
+server = AppServer(app)
+
+async def interrupted(request):
+    raise KeyboardInterrupt  # what serve's SIGTERM handler raises, here inside a request's task
+
+server._handle = interrupted
+def client():
+    with contextlib.suppress(requests.RequestException):
+        requests.get(server.url + "/healthz", timeout=5)
+threading.Thread(target=client).start()
+try:
+    server.serve_forever()
+except KeyboardInterrupt:
+    pass
+server.stop()  # the shutdown meets the interrupt again in that connection's task
+get_emulator(app).close()
+print("stopped")
+"""
+
+
+def test_an_interrupt_inside_a_request_still_stops_cleanly() -> None:
+    """SIGTERM can land while a connection's task runs; stop() must still finish (in a process
+    of its own: an interrupt raised this way would unsettle the test runner's)."""
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_REQUEST], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
+    assert "Traceback" not in done.stderr, done.stderr

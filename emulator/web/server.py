@@ -34,6 +34,7 @@ import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import HttpVersion11, web
 from aiohttp.web_protocol import RequestHandler
@@ -114,6 +115,13 @@ def _expects_continue(request: BaseRequest) -> bool:
     return request.headers.get("Expect", "").lower() == "100-continue"
 
 
+def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's error report, minus the interrupt (Ctrl-C, serve's SIGTERM) that stopped it."""
+    if isinstance(context.get("exception"), KeyboardInterrupt):
+        return
+    loop.default_exception_handler(context)
+
+
 class EmulatorServer(web.Server):
     def __call__(self) -> RequestHandler:
         return EmulatorHandler(self, loop=self._loop, **self._kwargs)
@@ -142,6 +150,7 @@ class AppServer:
         self._max_body = self._limit + BODY_SLACK_BYTES
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiw-http")
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_interrupts)
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
         self._runner: web.ServerRunner | None = None
@@ -230,15 +239,22 @@ class AppServer:
                 # serve_forever was interrupted (Ctrl-C or SIGTERM in the foreground): let the
                 # serving task finish (close connections, stop the site) on this thread.
                 self._stopped.set()
-                with contextlib.suppress(Exception):
-                    self._loop.run_until_complete(self._main)
+                # The interrupt may also sit in a connection's task, re-raised when the shutdown
+                # awaits it: the stop goes on regardless (the process is on its way out).
+                for _ in range(3):
+                    with contextlib.suppress(Exception, KeyboardInterrupt):
+                        self._loop.run_until_complete(self._main)
+                    if self._main.done():
+                        break
+                if self._main.done() and not self._main.cancelled():
+                    self._main.exception()  # taken: asyncio would log it as never retrieved
             elif self._main is not None:
                 # The interrupt landed inside the serving task itself (e.g. during start-up):
                 # take its exception (else asyncio logs it as never retrieved) and clean up.
                 if not self._main.cancelled():
                     self._main.exception()
                 if self._runner is not None:
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception, KeyboardInterrupt):
                         self._loop.run_until_complete(self._runner.cleanup())
             self._sock.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
