@@ -98,9 +98,19 @@ def run(workdir: Path, progress: Progress, *, n: int = 3000) -> dict[str, Any]:
             progress(f"  {name}: harness phases, {n:,} triggers per saturation phase")
             raw = harness.run_tool(recv, str(tmp), name, 0)
             out["tools"][name] = summarize(raw)
+            if out["tools"][name]["errors"] or raw.get("log_errors"):
+                out["tools"][name]["log_tails"] = _log_tails(tmp, name)
     finally:
         recv.stop()
     return out
+
+
+def _log_tails(tmp: Path, name: str, size: int = 4000) -> dict[str, str]:
+    """The end of each of the tool's logs (kept in results.json: the work folder is temporary)."""
+    return {
+        log.name: log.read_text(errors="replace")[-size:]
+        for log in sorted(tmp.glob(f"{name}*.log"))
+    }
 
 
 def _get(raw: dict[str, Any], phase: str, key: str) -> float | None:
@@ -131,6 +141,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "paced100_p50_ms": _get(raw, "paced100", "lat_p50_ms"),
         "paced100_p99_ms": _get(raw, "paced100", "lat_p99_ms"),
         "trigger_only_rate": _get(raw, "trigger_only", "trig_rate"),
+        "trigger_only_cpu_us": _get(raw, "trigger_only", "tool_cpu_us_per_trig"),
         "fan_create_rate": _get(raw, "fan", "create_rate"),
         "fan_create_cpu_us_per_planned_cb": per_planned,
         "fan_cb_rate": _get(raw, "fan", "cb_rate"),
@@ -219,6 +230,15 @@ def rows(result: dict[str, Any]) -> list[Row]:
             if wm
             else "not run",
             _met(None if cpu_cb is None else cpu_cb <= 500),
+        ),
+        (
+            "front door floor: bare `GET /healthz` (server + Flask), 50 clients, requests/s",
+            f"{_f(emu.get('trigger_only_rate'))} ({_f(emu.get('trigger_only_cpu_us'))} µs CPU each)"
+            + _ratio(emu.get("trigger_only_rate"), wm.get("trigger_only_rate")),
+            "– (the ceiling of the two rows above)",
+            f"WireMock plain stub {peer('trigger_only_rate')} "
+            f"({peer('trigger_only_cpu_us')} µs CPU each)",
+            "–",
         ),
         (
             "idle CPU (10 s after start-up), share of a core",

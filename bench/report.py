@@ -73,7 +73,7 @@ def environment() -> list[str]:
     except OSError:
         pass
     versions = []
-    for pkg in ("aiohttp", "requests", "flask", "waitress"):
+    for pkg in ("aiohttp", "requests", "flask", "msgspec"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{pkg} {metadata.version(pkg)}")
     return [

@@ -215,3 +215,22 @@ def test_two_apps_live_in_one_process() -> None:
     finally:
         get_emulator(a).close()
         get_emulator(b).close()
+
+
+def test_the_creation_reply_is_the_task_as_stored(client: Any) -> None:
+    """The reply is built from what was committed, not read back: it must still be the stored
+    task, params and every event's payload included (status and progress follow the clock)."""
+    body = {
+        "scenario": "success",
+        "room_id": 4321,
+        "group_id": "课堂 7",
+        "params": {"duration_s": 600, "duration_factor": 0.5, "progress_steps": 3},
+    }
+    created = client.post("/api/tasks", json=body)
+    assert created.status_code == 201
+    reply = created.get_json()
+    reply.pop("warnings")
+    stored = client.get(f"/api/tasks/{reply['task_id']}").get_json()
+    assert reply == stored
+    assert reply["params"] == body["params"]
+    assert reply["events"][-1]["payload"]["EventData"]["GroupId"] == "课堂 7"

@@ -93,8 +93,6 @@ def test_sql_lives_in_the_store_package_only() -> None:
 # A library's internals the code cannot do without, each with the reason.
 ALLOWED = {
     "parser._actions": "argparse has no public way to find the parser of the subcommand given",
-    "server._map": "waitress's serving loop is driven by hand so that stop() is prompt",
-    "_server._map": "the same waitress map, closed by hand at stop()",
 }
 
 

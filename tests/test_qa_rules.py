@@ -89,3 +89,45 @@ def test_bad_rules_are_refused(emulator: Any, body: Any, status: int, field: str
     if field:
         assert r.json()["error"]["details"]["field"] == field
     assert emulator.api("GET", "/api/rules").json()["rules"] == []
+
+
+def test_rules_are_read_once_and_reread_after_every_change(
+    emulator: Any, receiver: Receiver
+) -> None:
+    """The core keeps the rules between creations; adding, deleting and reset drop them."""
+    assert outcome_on_wire(emulator, receiver, room_id=21)[0] == "success"  # no rules, kept
+    rule = add_rule(emulator, {"room_id": 21}, "record-failure")
+    assert outcome_on_wire(emulator, receiver, room_id=21)[0] == "record-failure"
+    emulator.api("DELETE", f"/api/rules/{rule['id']}").raise_for_status()
+    assert outcome_on_wire(emulator, receiver, room_id=21)[0] == "success"
+    add_rule(emulator, {"room_id": 21}, "record-failure")
+    assert outcome_on_wire(emulator, receiver, room_id=21)[0] == "record-failure"
+    emulator.api("POST", "/api/reset").raise_for_status()
+    emulator.api("PATCH", "/api/config", json={"callback_url": receiver.url}).raise_for_status()
+    assert outcome_on_wire(emulator, receiver, room_id=21)[0] == "success"
+
+
+def test_rules_read_while_they_change_are_not_kept(tmp_path: Any) -> None:
+    from emulator.core.config import Settings
+    from emulator.core.service import Emulator
+
+    emu = Emulator(Settings.load({"db": str(tmp_path / "rules.db"), "clock": "manual"}))
+    try:
+        reads = []
+        read = emu.list_rules
+
+        def list_rules_racing_a_change() -> Any:
+            rules = read()
+            reads.append(rules)
+            if len(reads) == 1:
+                emu.add_rule({"room_id": 7}, "record-failure")  # lands during the first read
+            return rules
+
+        emu.list_rules = list_rules_racing_a_change  # type: ignore[method-assign]
+        assert emu._rules() == []  # what was read, but not kept: it changed meanwhile
+        assert [r["scenario"] for r in emu._rules()] == ["record-failure"]
+        assert len(reads) == 2
+        emu._rules()
+        assert len(reads) == 2  # kept now
+    finally:
+        emu.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import string
 import uuid
 from typing import Any
 
@@ -16,7 +17,9 @@ from emulator.core.recording import (
     VIDEO_INFO_KEYS,
     ClassSpec,
     Recording,
+    _token,
     bitrate_range_kbps,
+    faker_user_ids,
     generate_recording,
     user_ids,
 )
@@ -116,6 +119,24 @@ def test_user_ids_advance_rng_once() -> None:
     reference = random.Random(1)
     reference.getrandbits(32)
     assert rng.random() == reference.random()
+
+
+def test_user_ids_are_fakers_draws_exactly() -> None:
+    """The fast draws (Faker's tables, cached weights) give what a reseeded Faker gives."""
+    for seed in range(3000):
+        participants = 1 + seed % 12
+        rng = random.Random(seed)
+        fast = user_ids(participants, rng)
+        assert fast == faker_user_ids(participants, random.Random(seed).getrandbits(32)), seed
+
+
+def test_video_name_tokens_are_random_choice_draws_exactly() -> None:
+    alphabet = string.ascii_letters + string.digits
+    for seed in range(2000):
+        fast, reference = random.Random(seed), random.Random(seed)
+        expected = "".join(reference.choice(alphabet) for _ in range(12))
+        assert _token(fast, 12) == expected
+        assert fast.random() == reference.random()  # the same state after
 
 
 # --- recording --------------------------------------------------------------------------------

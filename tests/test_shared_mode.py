@@ -205,10 +205,15 @@ def test_config_rules_scenarios_and_cancel_apply_to_every_process(
     assert a.api("PATCH", "/api/config", json={"retry": "none", "speed": 100}).status_code == 200
     wait_until(lambda: b.api("GET", "/api/config").json()["retry"] == "none", "the config")
     _same_clock(a, b, speed=100.0)
-    rule = {"match": {"room_id": 4242}, "scenario": "transcode-failure"}
+    # b reads (and keeps) the rules at a creation, then a adds one: b follows it.
+    app = {"sdk_app_id": 1400000099}
+    assert b.api("POST", "/api/tasks", json=app).json()["scenario"] == "success"
+    rule = {"match": app, "scenario": "transcode-failure"}
     assert a.api("POST", "/api/rules", json=rule).status_code == 201
-    made = b.api("POST", "/api/tasks", json={"room_id": 4242}).json()
-    assert made["scenario"] == "transcode-failure"
+    wait_until(
+        lambda: b.api("POST", "/api/tasks", json=app).json()["scenario"] == "transcode-failure",
+        "process b to apply process a's rule",
+    )
     doc = {
         "name": "team-scenario",
         "description": "from process a",

@@ -10,6 +10,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from emulator.core.config import Settings
 from emulator.core.service import Emulator
 from emulator.receiver import Receiver
 from emulator.store import Store, open_store
-from emulator.store.base import DatabaseBusy, DeliveryFilter, NewEvent, TaskFilter
+from emulator.store.base import DatabaseBusy, DeliveryFilter, NewEvent, NewTask, TaskFilter
 from emulator.store.migrations import LATEST, V1
 from emulator.store.sqlite import SQLiteStore, task_query
 from emulator.store.writes import BUSY_INTERVAL_S, gather_until
@@ -450,3 +451,82 @@ def test_the_writer_commits_a_lone_write_soon_and_a_steady_stream_in_batches() -
     assert gather_until(now, 0.01, committed_at=now - 10) == now + 0.01
     assert gather_until(now, 0.01, committed_at=now - 0.005) == now - 0.005 + BUSY_INTERVAL_S
     assert gather_until(now, 1.0, committed_at=now - 0.005) == now + 1.0  # backing off
+
+
+def _new_task(n: int, room_id: int, task_id: str | None = None) -> NewTask:
+    event = NewEvent(
+        seq=1,
+        event_type="OfflineRecordFinished",
+        due_at=5.0,
+        state="scheduled",
+        event_data="{}",
+        sign_mode="valid",
+        note="",
+        sdk_app_id=1400000001,
+        callback_url=None,
+    )
+    return NewTask(
+        task_id=task_id or f"group{n:015d}",
+        room_id=room_id,
+        group_id=str(room_id),
+        sdk_app_id=1400000001,
+        scenario="success",
+        seed=n,
+        params="{}",
+        callback_url=None,
+        source="control",
+        request_id=None,
+        created_at=0.0,
+        created_wall=0.0,
+        queued_until=1.0,
+        finish_at=5.0,
+        outcome="success",
+        error_code=None,
+        plan="{}",
+        events=[event],
+    )
+
+
+def test_creations_queued_together_commit_together_and_fail_alone(tmp_path: Path) -> None:
+    """Creations that queue while the store is busy share one transaction (group commit); a
+    taken room or TaskId refuses only its own creation, the others are stored."""
+    store = SQLiteStore(str(tmp_path / "group.db"))
+    tasks = [
+        _new_task(1, 501),
+        _new_task(2, 502),
+        _new_task(3, 501),  # the same room as task 1, still unfinished: refused
+        _new_task(4, 503, task_id="group000000000000001"),  # task 1's TaskId: refused
+        _new_task(5, 504),
+    ]
+    outcomes: dict[int, str] = {}
+    try:
+        with ThreadPoolExecutor(len(tasks)) as pool, store._lock:  # busy: every creation queues
+            futures = {
+                n: pool.submit(store.insert_task, task, now=0.5) for n, task in enumerate(tasks)
+            }
+            _wait_for(lambda: len(store._creations) == len(tasks))
+        for n, future in futures.items():
+            error = future.exception(timeout=10)
+            outcomes[n] = "stored" if error is None else type(error).__name__
+        assert outcomes == {
+            0: "stored",
+            1: "stored",
+            2: "RoomTaken",
+            3: "DuplicateTaskId",
+            4: "stored",
+        }
+        stored = store.list_tasks(TaskFilter(), now=0.5, limit=10, offset=0)[0]
+        assert sorted(r["task_id"] for r in stored) == sorted(tasks[n].task_id for n in (0, 1, 4))
+        for n in (0, 1, 4):
+            events = store.task_events(tasks[n].task_id, 10)
+            assert [e["id"] for e in events] == [tasks[n].events[0].id]
+        assert store.task_events("group000000000000003", 10) == []
+    finally:
+        store.close()
+
+
+def _wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.001)

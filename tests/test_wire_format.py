@@ -154,6 +154,24 @@ def test_envelope_bytes_are_utf8_json_identical_to_encode() -> None:
         assert json.loads(fast) == env
 
 
+def test_planned_event_data_encodes_byte_for_byte_as_json_dumps() -> None:
+    """encode_planned_data (msgspec) writes what encode_data (json.dumps) writes for the planner's
+    types: every code point but the surrogates, ints to int64, bools, None, nesting, key order."""
+    every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    data: dict[str, Any] = {
+        "GroupId": every_char,
+        "n": [0, -1, 2**63 - 1, -(2**63), True, False, None],
+        "Error": {"Code": "FailedOperation.Transcode", "Message": "录制对时信息获取失败"},
+    }
+    assert payloads.encode_planned_data(data) == payloads.encode_data(data)
+    catalogue = Catalogue(load_dir(BUILTIN_DIR))
+    for name in [s.name for s in catalogue.all()]:
+        for seed in range(5):
+            for event in _plan(name, seed=seed).events:
+                encoded = payloads.encode_planned_data(event.event_data)
+                assert encoded == payloads.encode_data(event.event_data), (name, seed)
+
+
 def _plan(scenario: str, *, seed: int, room: int = 4242, task_id: str = "t" * 20) -> Any:
     catalogue = Catalogue(load_dir(BUILTIN_DIR))
     return plan_task(

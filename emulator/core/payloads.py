@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from emulator.core.signing import SignMode, signature_fields
 
 PROGRESS_CHANGED = "OfflineRecordProgressChanged"
@@ -78,6 +80,25 @@ def encode(body: dict[str, Any]) -> bytes:
 def encode_data(event_data: dict[str, Any]) -> str:
     """EventData as its JSON text, encoded once at planning time and reused for every attempt."""
     return json.dumps(event_data, ensure_ascii=False, separators=(",", ":"))
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_planned_data(event_data: dict[str, Any]) -> str:
+    """`encode_data` for EventData the planner built (str, int, bool, None, lists and dicts only).
+
+    For those types msgspec writes the bytes json.dumps(ensure_ascii=False, separators=(",", ":"))
+    writes, every code point escaped alike (tests/test_wire_format.py checks them all), at about
+    a twentieth of the CPU (1.5 against 28 µs for a Finished with four videos). Floats would
+    differ (1e16 against 1e+16), so hand-written EventData (ad-hoc events) keeps `encode_data`.
+    """
+    return _encode(event_data).decode()
+
+
+def encode_plan(plan: dict[str, Any]) -> str:
+    """A task's stored plan as JSON text (read back with json.loads; not sent anywhere)."""
+    return _encode(plan).decode()
 
 
 def envelope_bytes(

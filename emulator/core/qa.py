@@ -37,6 +37,7 @@ class QAControls:
     catalogue: Catalogue
     config: Callable[[], RuntimeConfig]
     _storage: Callable[[Callable[[], Any]], Any]
+    _rules_changed: Callable[[], None]
 
     # -- rules -------------------------------------------------------------------------------
     def list_rules(self) -> list[Row]:
@@ -59,10 +60,13 @@ class QAControls:
             raise InvalidInput("scenario", "must be a scenario name")
         self.catalogue.get(scenario)  # raises scenario_not_found with the known names
         rule_id = self._storage(lambda: self.store.add_rule(match, scenario, self.clock.wall()))
+        self._rules_changed()
         return {"id": rule_id, "match": dict(match), "scenario": scenario}
 
     def delete_rule(self, rule_id: int) -> None:
-        if not self._storage(lambda: self.store.delete_rule(rule_id)):
+        deleted = self._storage(lambda: self.store.delete_rule(rule_id))
+        self._rules_changed()
+        if not deleted:
             raise NotFound(f"no rule with id {rule_id}", details={"rule_id": rule_id})
 
     # -- user scenarios ------------------------------------------------------------------------

@@ -197,6 +197,8 @@ class Emulator(QAControls):
                 self.catalogue.add(parse_scenario(row["doc"], source="api"))
         if kind in ("app_callbacks", "resync"):
             self._app_callbacks = self.store.app_callbacks()
+        if kind in ("rules", "resync"):
+            self._rules_changed()
         if kind == "cancel" and notice.arg:
             self.engine.cancel_task(str(notice.arg))
         if kind == "reset":
@@ -295,7 +297,7 @@ class Emulator(QAControls):
         else:  # pragma: no cover - 100 collisions in a row
             raise InvalidState("could not find a free room or TaskId")
         self.engine.schedule(_outgoing_of(task))
-        return self._created_view(task, plan)
+        return self._created_view(task, plan, dict(params or {}))
 
     def _insert(self, task: NewTask, now: float) -> None:
         self._storage(lambda: self.store.insert_task(task, now=now))
@@ -327,7 +329,7 @@ class Emulator(QAControls):
                 event_type=e.event_type,
                 due_at=e.due_at,
                 state="dropped" if e.dropped else "scheduled",
-                event_data=payloads.encode_data(e.event_data),
+                event_data=payloads.encode_planned_data(e.event_data),
                 sign_mode=str(e.sign_mode),
                 note=e.note,
                 sdk_app_id=sdk_app_id,
@@ -352,17 +354,19 @@ class Emulator(QAControls):
             finish_at=plan.finish_at,
             outcome=plan.outcome,
             error_code=(plan.error or {}).get("Code"),
-            plan=json.dumps(plan.to_dict(), ensure_ascii=False),
+            plan=payloads.encode_plan(plan.to_dict()),
             events=events,
         )
         return task, plan
 
-    def _created_view(self, task: NewTask, plan: Plan) -> dict[str, Any]:
-        """The reply to a creation, from what was just committed (no read-back)."""
-        row = {**vars(task), "cancelled_at": None}
+    def _created_view(self, task: NewTask, plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
+        """The reply to a creation, from what was just committed (no read-back, and no parsing
+        of the JSON just written: the params and each event's data are at hand)."""
+        row = {**vars(task), "cancelled_at": None, "params": params}
         view = task_view(row, self.clock.now(), plan)
         view["events"] = [
-            event_view({**vars(e), "attempts": 0, "payload": None}) for e in task.events
+            event_view({**vars(e), "attempts": 0, "payload": None}, planned.event_data)
+            for e, planned in zip(task.events, plan.events, strict=True)
         ]
         url = task.callback_url or self._app_callbacks.get(task.sdk_app_id)
         view["warnings"] = [] if url or self._config.callback_url else [NO_CALLBACK_URL]
@@ -376,7 +380,7 @@ class Emulator(QAControls):
     ) -> Scenario:
         if name is not None:
             return self.catalogue.get(name)
-        for rule in self.list_rules():
+        for rule in self._rules():
             match = rule["match"]
             if all(
                 match.get(k) is None or match[k] == v
@@ -388,6 +392,30 @@ class Emulator(QAControls):
             ):
                 return self.catalogue.get(rule["scenario"])
         return self.catalogue.get("success")
+
+    # The rules, read from the store once and kept until they change: a creation without a
+    # scenario consults them, and reading them cost a store round trip (lock, flush, SELECT)
+    # per creation. `_rules_changed()` drops them: called after add_rule, delete_rule and reset
+    # here, and the one hook for another process's change (shared mode's store notification).
+    _rules_cache: list[Row] | None = None
+    _rules_generation = 0
+    _rules_lock = threading.Lock()
+
+    def _rules(self) -> list[Row]:
+        cached = self._rules_cache
+        if cached is not None:
+            return cached
+        generation = self._rules_generation
+        rules = self.list_rules()
+        with self._rules_lock:
+            if generation == self._rules_generation:  # no change while they were read
+                self._rules_cache = rules
+        return rules
+
+    def _rules_changed(self) -> None:
+        with self._rules_lock:
+            self._rules_generation += 1
+            self._rules_cache = None
 
     def unfinished_task(self, room_id: int, sdk_app_id: int) -> str | None:
         return self._storage(
@@ -473,6 +501,7 @@ class Emulator(QAControls):
         self._forget_user_state()
 
     def _forget_user_state(self) -> None:
+        self._rules_changed()
         self.catalogue.clear_user()
         with self._rng_lock:
             self.run_seed = self._new_run_seed()

@@ -46,7 +46,8 @@ def task_view(row: Row, now: float, plan: Plan | None = None) -> dict[str, Any]:
     }
 
 
-def event_view(row: Row) -> dict[str, Any]:
+def event_view(row: Row, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An event as shown; `data` saves parsing `row["event_data"]` when the caller has it."""
     if row["payload"]:
         payload = json.loads(row["payload"])
     else:  # not sent yet: the envelope as it will go out, before Timestamp and Sign are set
@@ -54,7 +55,7 @@ def event_view(row: Row) -> dict[str, Any]:
             "Timestamp": None,
             "SdkAppId": row["sdk_app_id"],
             "EventType": row["event_type"],
-            "EventData": json.loads(row["event_data"]),
+            "EventData": json.loads(row["event_data"]) if data is None else data,
         }
     return {
         "seq": row["seq"],

@@ -108,6 +108,8 @@ class SQLiteStore(WriteBehind, SharedQueries):
             self._commit_batch, lock=self._lock, max_pending=max_pending, on_committed=self._notify
         )
         self._since_prune = 0
+        self._creations: list[_Creation] = []  # tasks waiting for a group commit
+        self._creations_lock = threading.Lock()
         self._sync_error: str | None = (
             None  # the last refused synchronous write, until one succeeds
         )
@@ -225,22 +227,47 @@ class SQLiteStore(WriteBehind, SharedQueries):
 
     # -- tasks and events --------------------------------------------------------------------
     def insert_task(self, task: NewTask, *, now: float) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            busy = conn.execute(SQL_ROOM_BUSY, (task.room_id, task.sdk_app_id, now)).fetchone()
-            if busy is not None:
-                raise RoomTaken(busy[0])
-            try:
-                conn.execute(SQL_TASK, task_values(task))
-            except sqlite3.IntegrityError:
-                raise DuplicateTaskId(task.task_id) from None
-            conn.execute(
-                "INSERT INTO task_plans (task_id, plan) VALUES (?, ?)", (task.task_id, task.plan)
-            )
-            for event in task.events:
-                event.task_id = task.task_id
-                event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
+        """Insert a task with its plan and events, committed before this returns.
 
-        self._write(run)
+        Group commit: creations that arrive while another holds the lock queue up, and whoever
+        takes the lock next commits every queued one in one transaction, each in a savepoint (a
+        taken room or TaskId fails only its own creation). Under 50 concurrent creators a commit
+        (~60 µs of WAL writes, more than the rows themselves) is shared by several tasks; alone,
+        a creation costs what it did.
+        """
+        mine = _Creation(task, now)
+        with self._creations_lock:
+            self._creations.append(mine)
+        with self._lock:
+            if not mine.done:
+                with self._creations_lock:
+                    batch, self._creations = self._creations, []
+                self._commit_creations(batch)
+        if mine.error is not None:
+            raise mine.error
+
+    def _commit_creations(self, batch: list[_Creation]) -> None:
+        """Commit queued creations in one transaction; called under the lock."""
+        refused: dict[int, Exception] = {}
+
+        def run(conn: sqlite3.Connection) -> None:
+            for n, creation in enumerate(batch):
+                conn.execute("SAVEPOINT creation")
+                try:
+                    _insert_task(conn, creation.task, creation.now)
+                except (RoomTaken, DuplicateTaskId) as exc:
+                    conn.execute("ROLLBACK TO creation")
+                    refused[n] = exc
+                conn.execute("RELEASE creation")
+
+        try:
+            self._write(run)
+        except Exception as exc:  # the transaction failed: none of them is stored
+            for creation in batch:
+                creation.done, creation.error = True, exc
+            return
+        for n, creation in enumerate(batch):
+            creation.done, creation.error = True, refused.get(n)
 
     def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
         rows = self._read(SQL_ROOM_BUSY, (room_id, sdk_app_id, now))
@@ -406,6 +433,32 @@ def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connect
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+class _Creation:
+    """A task waiting to be committed (`done` is read and set under the store's lock)."""
+
+    __slots__ = ("done", "error", "now", "task")
+
+    def __init__(self, task: NewTask, now: float) -> None:
+        self.task, self.now = task, now
+        self.done = False
+        self.error: Exception | None = None
+
+
+def _insert_task(conn: sqlite3.Connection, task: NewTask, now: float) -> None:
+    """A task's rows: refused if its room has an unfinished task or its TaskId is taken."""
+    busy = conn.execute(SQL_ROOM_BUSY, (task.room_id, task.sdk_app_id, now)).fetchone()
+    if busy is not None:
+        raise RoomTaken(busy[0])
+    try:
+        conn.execute(SQL_TASK, task_values(task))
+    except sqlite3.IntegrityError:
+        raise DuplicateTaskId(task.task_id) from None
+    conn.execute("INSERT INTO task_plans (task_id, plan) VALUES (?, ?)", (task.task_id, task.plan))
+    for event in task.events:
+        event.task_id = task.task_id
+        event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
 
 
 def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:

@@ -3,7 +3,7 @@
 The page is static HTML/CSS/JS (no build step) that reads the control API; the stream pushes each
 delivery attempt as it happens, fed by `Engine.subscribe`. Every stream is bounded: it sends a
 heartbeat comment every few seconds, ends after `stream_lifetime_s` (the browser's EventSource
-reconnects by itself) and stops within `poll_s` of waitress reporting the client gone (the server
+reconnects by itself) and stops within `poll_s` of the server reporting the client gone (the server
 keeps reading a connection while its request runs, see `emulator.web.server`), so neither a closed
 tab nor a stopped server pins a worker thread or a stream slot.
 """
@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, request, send_from_directory
 
 from emulator.core.errors import EmulatorError
 from emulator.core.service import Emulator
+from emulator.web.wsgi_bridge import DISCONNECTED_KEY
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -141,7 +142,7 @@ def create_dashboard_blueprint(
                 released.set()
                 slots.release()
 
-        disconnected = request.environ.get("waitress.client_disconnected")
+        disconnected = request.environ.get(DISCONNECTED_KEY)
 
         def client_gone() -> bool:
             return bool(disconnected and disconnected())

@@ -281,7 +281,8 @@ def _paths() -> dict[str, Schema]:
             "post": _op(
                 "redeliver",
                 "send a recorded payload again, re-signed",
-                {"200": _json(_ref("Delivery")), **_errors(400, 404, 413)},
+                # 409: the emulator was reset while the callback was being sent
+                {"200": _json(_ref("Delivery")), **_errors(400, 404, 409, 413)},
                 parameters=[_id_path("delivery_id")],
             ),
         },
@@ -289,7 +290,8 @@ def _paths() -> dict[str, Schema]:
             "post": _op(
                 "sendEvent",
                 "post an ad-hoc event at once",
-                {"200": _json(_ref("Delivery")), **_errors(400, 413)},
+                # 409: the emulator was reset while the callback was being sent
+                {"200": _json(_ref("Delivery")), **_errors(400, 409, 413)},
                 requestBody=_body(_ref("EventCreate")),
             ),
         },
