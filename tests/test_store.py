@@ -10,13 +10,14 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pgserver import PASSWORD
+from polling import wait_until
+from records import a_task, an_event
 
 from emulator.core.config import Settings
 from emulator.core.service import Emulator
@@ -454,37 +455,7 @@ def test_the_writer_commits_a_lone_write_soon_and_a_steady_stream_in_batches() -
 
 
 def _new_task(n: int, room_id: int, task_id: str | None = None) -> NewTask:
-    event = NewEvent(
-        seq=1,
-        event_type="OfflineRecordFinished",
-        due_at=5.0,
-        state="scheduled",
-        event_data="{}",
-        sign_mode="valid",
-        note="",
-        sdk_app_id=1400000001,
-        callback_url=None,
-    )
-    return NewTask(
-        task_id=task_id or f"group{n:015d}",
-        room_id=room_id,
-        group_id=str(room_id),
-        sdk_app_id=1400000001,
-        scenario="success",
-        seed=n,
-        params="{}",
-        callback_url=None,
-        source="control",
-        request_id=None,
-        created_at=0.0,
-        created_wall=0.0,
-        queued_until=1.0,
-        finish_at=5.0,
-        outcome="success",
-        error_code=None,
-        plan="{}",
-        events=[event],
-    )
+    return a_task(task_id or f"group{n:015d}", room_id, n, events=[an_event()])
 
 
 def test_creations_queued_together_commit_together_and_fail_alone(tmp_path: Path) -> None:
@@ -504,7 +475,7 @@ def test_creations_queued_together_commit_together_and_fail_alone(tmp_path: Path
             futures = {
                 n: pool.submit(store.insert_task, task, now=0.5) for n, task in enumerate(tasks)
             }
-            _wait_for(lambda: len(store._creations) == len(tasks))
+            wait_until(lambda: len(store._creations) == len(tasks), "every creation to queue")
         for n, future in futures.items():
             error = future.exception(timeout=10)
             outcomes[n] = "stored" if error is None else type(error).__name__
@@ -523,10 +494,3 @@ def test_creations_queued_together_commit_together_and_fail_alone(tmp_path: Path
         assert store.task_events("group000000000000003", 10) == []
     finally:
         store.close()
-
-
-def _wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pgserver import PASSWORD, PgServer, free_port
 from polling import wait_until
+from records import a_task
 
 from emulator.receiver import Receiver
 from emulator.store.base import NewTask, RoomTaken
@@ -102,25 +103,7 @@ def test_a_lost_connection_answers_503_loses_nothing_and_recovers(pg_server: PgS
 
 
 def _task(n: int, room_id: int) -> NewTask:
-    return NewTask(
-        task_id=f"race{n:016d}",
-        room_id=room_id,
-        group_id=str(room_id),
-        sdk_app_id=1400000001,
-        scenario="success",
-        seed=n,
-        params="{}",
-        callback_url=None,
-        source="control",
-        request_id=None,
-        created_at=0.0,
-        created_wall=0.0,
-        queued_until=10.0,
-        finish_at=100.0,
-        outcome="success",
-        error_code=None,
-        plan="{}",
-    )
+    return a_task(f"race{n:016d}", room_id, n, queued_until=10.0, finish_at=100.0)
 
 
 def test_the_database_keeps_one_unfinished_task_per_room_across_stores(pg_url: str) -> None:
