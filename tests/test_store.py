@@ -23,7 +23,7 @@ from emulator.core.config import Settings
 from emulator.core.service import Emulator
 from emulator.receiver import Receiver
 from emulator.store import Store, open_store
-from emulator.store.base import DatabaseBusy, DeliveryFilter, NewEvent, NewTask, TaskFilter
+from emulator.store.base import DatabaseBusy, DeliveryFilter, NewTask, TaskFilter
 from emulator.store.migrations import LATEST, V1
 from emulator.store.sqlite import SQLiteStore, task_query
 from emulator.store.writes import BUSY_INTERVAL_S, gather_until
@@ -384,16 +384,13 @@ def test_an_ad_hoc_event_and_its_attempt_are_stored_in_one_commit(db: str) -> No
     """The attempt points at the event row the same commit made, settled by the attempt."""
     store = open_store(db)
     try:
-        event = NewEvent(
+        event = an_event(
             seq=0,
             event_type="OfflineRecordProgressChanged",
             due_at=1.0,
             state="delivering",
             event_data='{"TaskId": "x"}',
-            sign_mode="valid",
             note="ad-hoc",
-            sdk_app_id=1400000001,
-            callback_url=None,
         )
         refused = _attempt(1, task_id=None, ok=False, status_code=500)
         future = store.record_attempt(refused, event)
@@ -415,16 +412,10 @@ def test_an_event_ends_in_the_state_of_its_last_queued_write(db: str) -> None:
     store = open_store(db)
     try:
         events = [
-            NewEvent(
-                seq=1,
+            an_event(
                 event_type="OfflineRecordProgressChanged",
                 due_at=1.0,
-                state="scheduled",
                 event_data='{"TaskId": "x"}',
-                sign_mode="valid",
-                note="",
-                sdk_app_id=1400000001,
-                callback_url=None,
                 task_id=task_id,
             )
             for task_id in ("retried", "resent")
