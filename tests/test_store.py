@@ -26,7 +26,6 @@ from emulator.store import Store, open_store
 from emulator.store.base import DatabaseBusy, DeliveryFilter, NewTask, TaskFilter
 from emulator.store.migrations import LATEST, V1
 from emulator.store.sqlite import SQLiteStore, task_query
-from emulator.store.writes import BUSY_INTERVAL_S, gather_until
 from emulator.web.app import create_app, get_emulator
 
 V1_PLAN = {
@@ -434,15 +433,6 @@ def test_an_event_ends_in_the_state_of_its_last_queued_write(db: str) -> None:
         assert (states[resent]["state"], states[resent]["attempts"]) == ("delivering", 2)
     finally:
         store.close()
-
-
-def test_the_writer_commits_a_lone_write_soon_and_a_steady_stream_in_batches() -> None:
-    """A write after a quiet spell waits only the flush interval; while commits follow each
-    other, the next waits BUSY_INTERVAL_S from the last (a commit's fixed cost, paid less)."""
-    now = 100.0
-    assert gather_until(now, 0.01, committed_at=now - 10) == now + 0.01
-    assert gather_until(now, 0.01, committed_at=now - 0.005) == now - 0.005 + BUSY_INTERVAL_S
-    assert gather_until(now, 1.0, committed_at=now - 0.005) == now + 1.0  # backing off
 
 
 def _new_task(n: int, room_id: int, task_id: str | None = None) -> NewTask:

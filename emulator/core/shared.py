@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from emulator.core.clock import ClockMode, EmulatedClock
+from emulator.core.clock import EmulatedClock
 from emulator.store.base import Row, SharedStore, StorageError
 
 log = logging.getLogger("tiw_emulator")
@@ -26,9 +26,7 @@ SWEEP_S = 1.0  # how often to look for orphaned events (also at once when told o
 
 def take_over(store: SharedStore, clock: EmulatedClock) -> list[Row]:
     """Claim what dead or stopped processes left pending."""
-    snap = clock.snapshot()
-    speed = 0.0 if clock.mode is ClockMode.MANUAL else clock.speed
-    return store.take_over(float(snap["now"]), speed)  # type: ignore[arg-type]
+    return store.take_over(clock.now())
 
 
 class SharedMode:

@@ -194,9 +194,9 @@ class SharedStore(Store, Protocol):
         """The other live processes."""
         ...
 
-    def take_over(self, now: float, speed: float) -> list[Row]:
+    def take_over(self, now: float) -> list[Row]:
         """Claim dead processes' and unclaimed pending events (rows with `possible_duplicate`);
-        `now` is emulated time running at `speed` times the wall clock (0: a manual clock)."""
+        `now` is emulated time."""
         ...
 
     def still_mine(self, event_ids: list[int]) -> set[int]:

@@ -52,8 +52,9 @@ DEAD = f"""(p.heartbeat < clock_timestamp() - make_interval(secs => %(lease)s)
 SQL_PEERS = f"SELECT name FROM processes p WHERE id <> %(me)s AND NOT {DEAD} ORDER BY id"
 # The dead processes' rows go, and their pending events (plus unclaimed ones) become ours, in
 # one statement: the CTEs share a snapshot, and FOR UPDATE waits for a writer still holding one.
-# A dead process can have sent only what fell due before it died, a beat after its last
-# heartbeat at the latest: those events (and any marked delivering) may reach the backend twice.
+# A dead process may have sent any event that was due before it was found dead (its last
+# heartbeat says little: a starved process beats late), and its records of them may have died
+# with it: those events, and any marked delivering, may reach the backend twice.
 SQL_TAKE_OVER = f"""
 WITH dead AS (
     DELETE FROM processes p WHERE id <> %(me)s AND {DEAD}
@@ -66,8 +67,7 @@ WITH dead AS (
     FOR UPDATE OF ev
 )
 UPDATE events e SET claimed_by = %(me)s FROM taken WHERE e.id = taken.id
-RETURNING e.*, (e.state = 'delivering' OR (taken.last_seen IS NOT NULL AND e.due_at <= %(now)s
-    - (EXTRACT(EPOCH FROM clock_timestamp() - taken.last_seen) - %(beat)s) * %(speed)s))
+RETURNING e.*, (e.state = 'delivering' OR (taken.last_seen IS NOT NULL AND e.due_at <= %(now)s))
     AS possible_duplicate
 """
 SQL_RELEASE = (
@@ -107,23 +107,14 @@ def beat_s(lease_s: float) -> float:
     return min(1.0, lease_s / 4)
 
 
-def take_over(
-    conn: Conn, me: int, lease_s: float, now: float, speed: float
-) -> list[dict[str, Any]]:
+def take_over(conn: Conn, me: int, lease_s: float, now: float) -> list[dict[str, Any]]:
     """Claim dead processes' and unclaimed pending events (in one transaction on `conn`); []
-    when another process is sweeping right now (it takes them). `now` is emulated time, which
-    runs `speed` times the wall clock (0: a manual clock)."""
+    when another process is sweeping right now (it takes them). `now` is emulated time."""
     with conn.transaction():
         locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s) AS ok", SWEEP_LOCK)
         if not locked.fetchone()["ok"]:
             return []
-        args = {
-            "me": me,
-            "lease": lease_s,
-            "now": now,
-            "beat": beat_s(lease_s),
-            "speed": speed,
-        }
+        args = {"me": me, "lease": lease_s, "now": now}
         rows = conn.execute(SQL_TAKE_OVER, args).fetchall()
     rows.sort(key=lambda r: (r["due_at"], r["id"]))
     return list(rows)

@@ -253,13 +253,12 @@ class PostgresStore(WriteBehind, SharedQueries):
         with self._connection() as conn:
             return pg_shared.peers(conn, self.process_id, self.lease_s)
 
-    def take_over(self, now: float, speed: float) -> list[Row]:
-        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated
-        time running at `speed` (0: manual)."""
+    def take_over(self, now: float) -> list[Row]:
+        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated."""
         with self._lock:
             self._writes.flush_locked()
         with self._connection() as conn:
-            return pg_shared.take_over(conn, self.process_id, self.lease_s, now, speed)
+            return pg_shared.take_over(conn, self.process_id, self.lease_s, now)
 
     def still_mine(self, event_ids: list[int]) -> set[int]:
         """Those of `event_ids` still pending and claimed by this process."""

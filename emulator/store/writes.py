@@ -27,11 +27,12 @@ Commit = Callable[[list[Op]], list[tuple["Future[Any] | None", Any]]]
 
 
 EARLY_FLUSH = 2_000  # queued writes that wake the flusher before its interval is up
-# A commit has a fixed cost (the transaction, the WAL pages of every touched index): at 1,000
-# callbacks/s, committing every 10 ms cost the writer 37-50 us of CPU per callback, every 50 ms
-# 23-27 us (docs/benchmarks.md). So the first write after a quiet spell is committed after
-# `interval_s` (listeners hear of a lone attempt soon), a steady stream every BUSY_INTERVAL_S.
-BUSY_INTERVAL_S = 0.05
+# Queued writes are committed `interval_s` (10 ms) after the first of them. Measured and not
+# taken: a steady stream every 50 ms costs the writer less CPU per callback (23-27 us against
+# 37-50 us at 1,000 callbacks/s, docs/benchmarks.md), but a 50 ms batch holds the GIL five times
+# as long while it is built and committed, and the delivery thread waits behind it: lateness p99
+# at 1,000/s went from 0.60 to 0.89 ms (1.48x the first release; bench.compare b4a4742, 5
+# rounds, quiet machine), against 0.73 vs 0.76 ms (0.96x) at 10 ms, throughput 1.09x either way.
 
 
 class Discarded(Exception):
@@ -57,7 +58,6 @@ class WriteQueue:
         self._pending: deque[Op] = deque()
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self._committed_at = 0.0  # time.monotonic() of the last commit
         self.error: str | None = None
         # Told of every attempt row once committed (the store's listeners).
         self.on_committed = on_committed
@@ -94,7 +94,6 @@ class WriteQueue:
                 log.error("storage error, %d writes kept queued: %s", len(batch), exc)
             self.error = str(exc)
             raise
-        self._committed_at = time.monotonic()
         if self.error is not None:
             log.warning("storage recovered: %d queued writes committed", len(batch))
         self.error = None
@@ -131,9 +130,8 @@ class WriteQueue:
             with self._cond:
                 while not self._pending and not self._stopping.is_set():
                     self._cond.wait()
-                # Gather a batch (or pause after an error): `backoff` from the first write, and
-                # BUSY_INTERVAL_S from the last commit; a big batch is committed at once.
-                deadline = gather_until(time.monotonic(), backoff, self._committed_at)
+                # Gather a batch (or pause after an error); a big batch is committed at once.
+                deadline = time.monotonic() + backoff
                 while len(self._pending) < EARLY_FLUSH and not self._stopping.is_set():
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -147,12 +145,6 @@ class WriteQueue:
                 backoff = self._interval
             except Exception:  # reported through `error`; the writes stay queued
                 backoff = min(self._max_backoff, backoff * 2)
-
-
-def gather_until(now: float, pause: float, committed_at: float) -> float:
-    """When the flusher commits what is queued: `pause` after now (the first write after a
-    quiet spell), but no sooner than BUSY_INTERVAL_S after the last commit (a steady stream)."""
-    return max(now + pause, committed_at + BUSY_INTERVAL_S)
 
 
 @dataclass
