@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,8 @@ from emulator.core.urls import callback_url_problem
 ENV_PREFIX = "TIW_EMULATOR_"
 DEMO_SECRET_ID = "AKIDtiwEmulatorDEMO0000000000000000"
 DEMO_SECRET_KEY = "tiwEmulatorDemoSecretKey0000000"
+
+log = logging.getLogger("tiw_emulator")
 
 
 NAMED_RETRY_POLICIES = {
@@ -200,3 +203,17 @@ def _from_env(name: str, raw: str, type_name: str) -> Any:
         except ValueError:
             raise InvalidInput(ENV_PREFIX + name.upper(), f"{raw!r} is not a number") from None
     return raw
+
+
+def runtime_from(stored: Mapping[str, Any]) -> RuntimeConfig:
+    """The runtime config saved in the database (values an older release saved and this one
+    refuses are skipped, with a warning)."""
+    runtime = RuntimeConfig()
+    for key, value in stored.items():
+        if key not in Settings.RUNTIME_KEYS:
+            continue
+        try:
+            runtime = runtime.patched({key: value})
+        except InvalidInput as bad:
+            log.warning("ignoring stored %s: %s", key, bad.message)
+    return runtime

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from emulator.core import ids, payloads
 from emulator.core.clock import EmulatedClock
-from emulator.core.config import RuntimeConfig, Settings, validate_callback_url
+from emulator.core.config import RuntimeConfig, Settings, runtime_from, validate_callback_url
 from emulator.core.errors import (
     InvalidInput,
     InvalidState,
@@ -28,7 +28,7 @@ from emulator.core.errors import (
 from emulator.core.qa import QAControls
 from emulator.core.redact import mask_url
 from emulator.core.scenarios import BUILTIN_DIR, Catalogue, Scenario, load_dir, parse_scenario
-from emulator.core.shared import SharedMode, take_over
+from emulator.core.shared import SharedChanges, SharedMode, manual_needs_one_process, take_over
 from emulator.core.timeline import Plan, plan_task
 from emulator.core.views import delivery_view, event_view, task_view
 from emulator.delivery.engine import Engine
@@ -55,19 +55,19 @@ NO_CALLBACK_URL = (
 )
 
 
-class Emulator(QAControls):
+class Emulator(QAControls, SharedChanges):
     """One emulator instance: its own store, clock, engine and catalogue (no globals)."""
 
     def __init__(self, settings: Settings, *, clock: EmulatedClock | None = None) -> None:
         self.settings = settings
         self.store = open_store(settings.db, lease_s=settings.lease_s)
         stored = self.store.load_config()
-        self._config = _runtime_from(stored).patched(settings.runtime_overrides())
+        self._config = runtime_from(stored).patched(settings.runtime_overrides())
         self._config_lock = threading.Lock()
         peers = self._peers()
         if peers and self._config.clock == "manual":
             self.store.close()
-            raise InvalidState(_manual_needs_one_process(peers))
+            raise InvalidState(manual_needs_one_process(peers))
         self.clock = clock or EmulatedClock(
             mode=self._config.clock, speed=self._config.speed, start=stored.get("clock_now")
         )
@@ -162,67 +162,13 @@ class Emulator(QAControls):
             if new.clock == "manual" and self._config.clock != "manual":
                 peers = self._peers()
                 if peers:
-                    raise InvalidState(_manual_needs_one_process(peers))
+                    raise InvalidState(manual_needs_one_process(peers))
             anchor = self.clock.anchor()  # the clock changes speed or mode from this instant
             self._storage(lambda: self.store.save_config(self._stored_config(new, anchor)))
             self._config = new
         self.clock.sync(anchor["emulated"], anchor["wall"], speed=new.speed, mode=new.clock)
         self.engine.clock_changed()
         return new
-
-    def _stored_config(
-        self, config: RuntimeConfig, anchor: dict[str, float] | None = None
-    ) -> dict[str, Any]:
-        """The config as saved; shared mode adds the clock's anchor, which peers follow."""
-        stored = config.stored()
-        if self.store.shared:
-            stored["clock_anchor"] = anchor or self.clock.anchor()
-        return stored
-
-    def _peers(self) -> list[str]:
-        """The other live processes sharing the database (shared mode), else none."""
-        if not self.store.shared:
-            return []
-        return list(self._storage(cast(SharedStore, self.store).peers))
-
-    # -- shared mode: changes other processes made (emulator.core.shared) ---------------------
-    def apply_change(self, notice: Any) -> None:
-        """Take in a change another process sharing the database committed."""
-        kind = notice.kind
-        if kind in ("config", "resync"):
-            self._reload_config()
-        if kind in ("scenarios", "resync"):
-            self.catalogue.clear_user()
-            for row in self.store.list_scenarios():
-                self.catalogue.add(parse_scenario(row["doc"], source="api"))
-        if kind in ("app_callbacks", "resync"):
-            self._app_callbacks = self.store.app_callbacks()
-        if kind in ("rules", "resync"):
-            self._rules_changed()
-        if kind == "cancel" and notice.arg:
-            self.engine.cancel_task(str(notice.arg))
-        if kind == "reset":
-            self.engine.reset()
-            self._forget_user_state()
-        if kind == "resync":  # a reset or cancellation may have been missed: ask the database
-            scheduled = self.engine.scheduled_ids()
-            if scheduled:
-                mine = cast(SharedStore, self.store).still_mine(scheduled)
-                self.engine.drop(set(scheduled) - mine)
-
-    def _reload_config(self) -> None:
-        stored = self.store.load_config()
-        with self._config_lock:
-            self._config = _runtime_from(stored)
-        anchor = stored.get("clock_anchor")
-        if isinstance(anchor, dict):
-            self.clock.sync(
-                anchor["emulated"],
-                anchor["wall"],
-                speed=self._config.speed,
-                mode=self._config.clock,
-            )
-        self.engine.clock_changed()
 
     def _resolve_url(self, event: Outgoing) -> str | None:
         """Where an event without its own URL goes: its SdkAppId's callback, else the default."""
@@ -521,28 +467,6 @@ class Emulator(QAControls):
 
     def app_callbacks(self) -> dict[int, str]:
         return dict(self._app_callbacks)
-
-
-def _runtime_from(stored: Mapping[str, Any]) -> RuntimeConfig:
-    """The runtime config saved in the database (values an older release saved and this one
-    refuses are skipped, with a warning)."""
-    runtime = RuntimeConfig()
-    for key, value in stored.items():
-        if key not in Settings.RUNTIME_KEYS:
-            continue
-        try:
-            runtime = runtime.patched({key: value})
-        except InvalidInput as bad:
-            log.warning("ignoring stored %s: %s", key, bad.message)
-    return runtime
-
-
-def _manual_needs_one_process(peers: list[str]) -> str:
-    return (
-        f"the manual clock needs the database to itself, and {len(peers)} other emulator"
-        f" process(es) share it ({', '.join(peers)}): use the real clock (--clock real, or"
-        ' PATCH /api/config {"clock": "real"}) or stop the others'
-    )
 
 
 def _random_room(rng: random.Random) -> int:

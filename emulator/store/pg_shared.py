@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from emulator.store.base import Row
 from emulator.store.pg_connection import describe
+from emulator.store.writes import WriteQueue
 
 log = logging.getLogger("tiw_emulator.store")
 
@@ -223,3 +226,63 @@ class Listener:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed notice on %s: %.200r", CHANNEL, payload)
             return None
+
+
+class SharedPostgres:
+    """The shared-mode half of `PostgresStore` (a mixin): this process's lease, its claims, the
+    takeover of dead processes' events and the notices, on the store's pool and lock."""
+
+    process_id: int
+    lease_s: float
+    _listener: Listener
+    _lock: threading.RLock
+    _writes: WriteQueue
+
+    def _connection(self, timeout: float | None = None) -> contextlib.AbstractContextManager[Conn]:
+        raise NotImplementedError
+
+    def heartbeat(self) -> bool:
+        """Renew this process's lease. False: peers took it for dead and took its events over;
+        it has joined again under a new id and must drop what it had scheduled. No beat while
+        the listening session is down (peers read a beat as "listening since")."""
+        if not self._listener.listening:
+            return True
+        with self._connection() as conn:
+            if heartbeat(conn, self.process_id):
+                return True
+            self.process_id = register(conn, f"tiw-emulator pid {os.getpid()}")
+        self._listener.rejoin(self.process_id)
+        log.warning("this process was taken for dead (no heartbeat for %g s)", self.lease_s)
+        return False
+
+    def peers(self) -> list[str]:
+        """The other live processes sharing the database."""
+        with self._connection() as conn:
+            return peers(conn, self.process_id, self.lease_s)
+
+    def take_over(self, now: float) -> list[Row]:
+        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated."""
+        with self._lock:
+            self._writes.flush_locked()
+        with self._connection() as conn:
+            return take_over(conn, self.process_id, self.lease_s, now)
+
+    def still_mine(self, event_ids: list[int]) -> set[int]:
+        """Those of `event_ids` still pending and claimed by this process."""
+        with self._lock:
+            self._writes.flush_locked()
+        with self._connection() as conn:
+            return still_mine(conn, self.process_id, event_ids)
+
+    def notices(self, timeout: float) -> list[Notice]:
+        """Changes other processes committed, waiting up to `timeout` for the first."""
+        return self._listener.wait(timeout)
+
+    def wake(self) -> None:
+        """Make a `notices` call waiting in another thread return now."""
+        with self._connection(timeout=1.0) as conn:
+            announce(conn, self.process_id, "wake")
+        # (the listener drops its own notices, but the wait returns at the first one)
+
+    def _changed(self, conn: Conn, kind: str, arg: str | None = None) -> None:
+        announce(conn, self.process_id, kind, arg)

@@ -46,7 +46,7 @@ from emulator.store.base import (
 )
 from emulator.store.pg_connection import check_idle, describe
 from emulator.store.pg_migrations import migrate
-from emulator.store.pg_shared import Notice
+from emulator.store.pg_shared import SharedPostgres
 from emulator.store.queries import SharedQueries
 from emulator.store.rows import (
     ATTEMPT_COLUMNS,
@@ -123,7 +123,7 @@ RESET_TABLES = ("tasks", "events", "deliveries", "rules", "scenarios", "cloud_ca
 Conn = Any  # psycopg.Connection[Row]
 
 
-class PostgresStore(WriteBehind, SharedQueries):
+class PostgresStore(SharedPostgres, WriteBehind, SharedQueries):
     """A connection pool, a listening connection and this process's entry in the registry of
     processes sharing the database; safe to share between threads."""
 
@@ -232,53 +232,6 @@ class PostgresStore(WriteBehind, SharedQueries):
             connect_timeout=max(1, int(self._timeout)),
             application_name=f"tiw-emulator pid {os.getpid()}",
         )
-
-    # -- shared mode: the registry, claims and notices (emulator.store.pg_shared) -------------
-    def heartbeat(self) -> bool:
-        """Renew this process's lease. False: peers took it for dead and took its events over;
-        it has joined again under a new id and must drop what it had scheduled. No beat while
-        the listening session is down (peers read a beat as "listening since")."""
-        if not self._listener.listening:
-            return True
-        with self._connection() as conn:
-            if pg_shared.heartbeat(conn, self.process_id):
-                return True
-            self.process_id = pg_shared.register(conn, f"tiw-emulator pid {os.getpid()}")
-        self._listener.rejoin(self.process_id)
-        log.warning("this process was taken for dead (no heartbeat for %g s)", self.lease_s)
-        return False
-
-    def peers(self) -> list[str]:
-        """The other live processes sharing the database."""
-        with self._connection() as conn:
-            return pg_shared.peers(conn, self.process_id, self.lease_s)
-
-    def take_over(self, now: float) -> list[Row]:
-        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated."""
-        with self._lock:
-            self._writes.flush_locked()
-        with self._connection() as conn:
-            return pg_shared.take_over(conn, self.process_id, self.lease_s, now)
-
-    def still_mine(self, event_ids: list[int]) -> set[int]:
-        """Those of `event_ids` still pending and claimed by this process."""
-        with self._lock:
-            self._writes.flush_locked()
-        with self._connection() as conn:
-            return pg_shared.still_mine(conn, self.process_id, event_ids)
-
-    def notices(self, timeout: float) -> list[Notice]:
-        """Changes other processes committed, waiting up to `timeout` for the first."""
-        return self._listener.wait(timeout)
-
-    def wake(self) -> None:
-        """Make a `notices` call waiting in another thread return now."""
-        with self._connection(timeout=1.0) as conn:
-            pg_shared.announce(conn, self.process_id, "wake")
-        # (the listener drops its own notices, but the wait returns at the first one)
-
-    def _changed(self, conn: Conn, kind: str, arg: str | None = None) -> None:
-        pg_shared.announce(conn, self.process_id, kind, arg)
 
     # -- plumbing ----------------------------------------------------------------------------
     @contextlib.contextmanager
