@@ -284,12 +284,11 @@ class PostgresStore(SharedPostgres, WriteBehind, SharedQueries):
 
         As in the SQLite store: one statement per kind, in the order `writes.sort_batch`
         gives (attempts, each event's last settle, the marks still due), each taking its rows
-        as arrays, so a batch of
-        thousands is a handful of round trips. The arrays go in binary (`%b`): psycopg escapes
-        each element of a text-format array with a regex substitution, which was 85% of the
-        writer's CPU. Measured on the in-process engine (bench/pg.py, 8,000 callbacks): one
-        statement per row, 255 µs of CPU per callback; arrays as text, 199; binary, 3× less
-        writer CPU again (yappi: 3.2 s -> 1.1 s of the writer thread).
+        as arrays, so a batch of thousands is a handful of round trips. The arrays go in binary
+        (`%b`): psycopg escapes each element of a text-format array with a regex substitution,
+        which was 85% of the writer's CPU. Measured on the in-process engine (bench/pg.py,
+        8,000 callbacks): one statement per row, 255 µs of CPU per callback; arrays as text,
+        199; binary, 3× less writer CPU again (yappi: 3.2 s -> 1.1 s of the writer thread).
         """
         grouped = sort_batch(batch)
         attempts, adhocs, delivering = grouped.attempts, grouped.adhocs, grouped.delivering
@@ -300,6 +299,8 @@ class PostgresStore(SharedPostgres, WriteBehind, SharedQueries):
                     columns = [
                         [column_value(k, row[k]) for row, _, _ in attempts] for k in ATTEMPT_COLUMNS
                     ]
+                    # The identity column numbers the rows in the order unnest yields them
+                    # (the arrays' order), so the sorted ids pair with the rows in order.
                     ids = sorted(r["id"] for r in conn.execute(SQL_ATTEMPTS, columns))
                     done.extend(
                         (future, {**row, "id": row_id})
