@@ -289,3 +289,16 @@ def test_after_a_lost_listening_session_a_process_drops_what_it_missed(
         assert {e["EventData"]["TaskId"] for e in receiver.events()} == {kept["task_id"]}
     finally:
         emu.close()
+
+
+def test_a_lease_out_of_range_is_refused_in_one_line(tmp_path: Any) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0",
+         "--db", str(tmp_path / "e.db"), "--lease", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "lease_s" in lines[0] and "between 0.5 and 3600" in lines[0]
