@@ -238,17 +238,9 @@ def test_the_manual_clock_is_refused_while_processes_share_the_database(
     cluster: Any, pg_url: str
 ) -> None:
     (a,) = cluster(1)
-    joining = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", "--db", pg_url,
-         "--clock", "manual"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
-    lines = [line for line in joining.stderr.splitlines() if line.strip()]
-    assert joining.returncode == 2 and len(lines) == 1, joining.stderr
-    assert "manual clock needs the database to itself" in lines[0]
-    assert PASSWORD not in joining.stderr
+    refusal = _serve_refuses("--db", pg_url, "--clock", "manual")
+    assert "manual clock needs the database to itself" in refusal
+    assert PASSWORD not in refusal
     assert a.api("PATCH", "/api/config", json={"clock": "manual"}).status_code == 200  # alone
     assert a.api("PATCH", "/api/config", json={"clock": "real"}).status_code == 200
     (b,) = cluster(1)
@@ -292,13 +284,18 @@ def test_after_a_lost_listening_session_a_process_drops_what_it_missed(
 
 
 def test_a_lease_out_of_range_is_refused_in_one_line(tmp_path: Any) -> None:
+    refusal = _serve_refuses("--db", str(tmp_path / "e.db"), "--lease", "0.1")
+    assert "lease_s" in refusal and "between 0.5 and 3600" in refusal
+
+
+def _serve_refuses(*args: str) -> str:
+    """Run `serve` with `args`: it must exit 2 with one line on stderr, which is returned."""
     done = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0",
-         "--db", str(tmp_path / "e.db"), "--lease", "0.1"],
+        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=60,
-    )  # fmt: skip
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
-    assert "lease_s" in lines[0] and "between 0.5 and 3600" in lines[0]
+    return lines[0]
