@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 
 
@@ -97,16 +97,17 @@ class EmulatedClock:
             self._rebase()
             self._base_emu = max(self._base_emu, emulated)
 
-    def sync(self, emulated: float, at_wall: float, *, speed: float, mode: ClockMode | str) -> None:
+    def sync(self, anchor: Mapping[str, float], *, speed: float, mode: ClockMode | str) -> None:
         """Follow a clock set elsewhere (another process sharing the database): it read
-        `emulated` at wall time `at_wall` and runs at `speed` in `mode` since."""
+        `anchor["emulated"]` at wall time `anchor["wall"]` (see `anchor`) and runs at `speed`
+        in `mode` since."""
         if speed <= 0:
             raise ValueError("speed must be > 0")
         with self._lock:
             self._mode = ClockMode(mode)
             self._speed = float(speed)
-            running = self._mode is ClockMode.REAL
-            self._base_emu = emulated + ((self._wall() - at_wall) * speed if running else 0.0)
+            elapsed = self._wall() - anchor["wall"] if self._mode is ClockMode.REAL else 0.0
+            self._base_emu = anchor["emulated"] + elapsed * speed
             self._base_mono = self._monotonic()
 
     def anchor(self) -> dict[str, float]:

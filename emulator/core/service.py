@@ -73,9 +73,7 @@ class Emulator(QAControls, SharedChanges):
         )
         anchor = stored.get("clock_anchor")
         if peers and isinstance(anchor, dict):  # join the running processes' clock
-            self.clock.sync(
-                anchor["emulated"], anchor["wall"], speed=self._config.speed, mode="real"
-            )
+            self.clock.sync(anchor, speed=self._config.speed, mode="real")
         self._rng_lock = threading.Lock()
         self._seed_lock = threading.Lock()
         self.run_seed = self._new_run_seed()
@@ -166,7 +164,7 @@ class Emulator(QAControls, SharedChanges):
             anchor = self.clock.anchor()  # the clock changes speed or mode from this instant
             self._storage(lambda: self.store.save_config(self._stored_config(new, anchor)))
             self._config = new
-        self.clock.sync(anchor["emulated"], anchor["wall"], speed=new.speed, mode=new.clock)
+        self.clock.sync(anchor, speed=new.speed, mode=new.clock)
         self.engine.clock_changed()
         return new
 

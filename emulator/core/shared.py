@@ -181,8 +181,7 @@ class SharedChanges:
         anchor = stored.get("clock_anchor")
         if isinstance(anchor, dict):
             self.clock.sync(
-                anchor["emulated"],
-                anchor["wall"],
+                anchor,
                 speed=self._config.speed,
                 mode=self._config.clock,
             )
