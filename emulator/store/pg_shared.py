@@ -261,9 +261,8 @@ class SharedPostgres:
             return peers(conn, self.process_id, self.lease_s)
 
     def take_over(self, now: float) -> list[Row]:
-        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated."""
-        with self._lock:
-            self._writes.flush_locked()
+        """Claim the pending events of dead processes and unclaimed ones; `now` is emulated.
+        (No flush first: this process's queued writes touch only its own events.)"""
         with self._connection() as conn:
             return take_over(conn, self.process_id, self.lease_s, now)
 
