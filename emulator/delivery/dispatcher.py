@@ -184,7 +184,7 @@ class Dispatcher:
             "ok": ok,
             "emulated_at": round(emulated_at, 3),
             "redelivery_of": redelivery_of,
-            "possible_duplicate": event.possible_duplicate and redelivery_of is None,
+            "possible_duplicate": event.possible_duplicate,
         }
         event.possible_duplicate = False
         if not wait:  # the hot path: the caller logs it with its event's new state
