@@ -57,3 +57,16 @@ class Served:
         self.proc.communicate(timeout=20)
         self.http.close()
         self._stderr.close()
+
+
+def serve_refuses(*args: str) -> str:
+    """Run `serve` with `args`: it must exit 2 with one line on stderr, which is returned."""
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    return lines[0]

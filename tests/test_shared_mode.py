@@ -8,8 +8,6 @@ from __future__ import annotations
 import collections
 import json
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +17,7 @@ import pytest
 import requests
 from pgserver import PASSWORD
 from polling import wait_until
-from served import Served
+from served import Served, serve_refuses
 
 from emulator.receiver import Receiver
 
@@ -238,7 +236,7 @@ def test_the_manual_clock_is_refused_while_processes_share_the_database(
     cluster: Any, pg_url: str
 ) -> None:
     (a,) = cluster(1)
-    refusal = _serve_refuses("--db", pg_url, "--clock", "manual")
+    refusal = serve_refuses("--db", pg_url, "--clock", "manual")
     assert "manual clock needs the database to itself" in refusal
     assert PASSWORD not in refusal
     assert a.api("PATCH", "/api/config", json={"clock": "manual"}).status_code == 200  # alone
@@ -284,18 +282,5 @@ def test_after_a_lost_listening_session_a_process_drops_what_it_missed(
 
 
 def test_a_lease_out_of_range_is_refused_in_one_line(tmp_path: Any) -> None:
-    refusal = _serve_refuses("--db", str(tmp_path / "e.db"), "--lease", "0.1")
+    refusal = serve_refuses("--db", str(tmp_path / "e.db"), "--lease", "0.1")
     assert "lease_s" in refusal and "between 0.5 and 3600" in refusal
-
-
-def _serve_refuses(*args: str) -> str:
-    """Run `serve` with `args`: it must exit 2 with one line on stderr, which is returned."""
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "serve", "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2 and len(lines) == 1, done.stderr
-    return lines[0]

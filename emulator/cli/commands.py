@@ -9,8 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from emulator.cli import cpu
 from emulator.cli.settings import (
     SERVE_EPILOG,
+    add_cpu_flag,
     add_settings_flags,
     cannot_listen,
     settings_defaults,
@@ -28,6 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from emulator.web.server import AppServer
 
     settings = settings_from_args(args)
+    pinned = cpu.pin(settings.cpu)  # before any thread starts: threads inherit it
     try:
         app = create_app(settings)
     except StorageError as err:
@@ -43,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return cannot_listen(settings.host, settings.port, exc)
     _stop_on_sigterm()
     try:  # a SIGTERM while the banner prints is a clean stop too, not a traceback
-        _banner(server, settings, emu)
+        _banner(server, settings, emu, pinned)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -54,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(server: Any, settings: Any, emu: Any) -> None:
+def _banner(server: Any, settings: Any, emu: Any, pinned: int | None = None) -> None:
     """Where everything is, on stdout; a warning on stderr when bound beyond loopback."""
     cfg = emu.config()
     print(f"tiw-emulator listening on {server.url}{reach_note(settings.host)}", flush=True)
@@ -75,7 +78,10 @@ def _banner(server: Any, settings: Any, emu: Any) -> None:
         f"  database    {emu.store.location}; clock {cfg.clock} x{cfg.speed:g}; callbacks to "
         f"{mask_url(cfg.callback_url) or '(not set: PATCH /api/config callback_url)'}",
     )
-    print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})", flush=True)
+    print(f"  run seed    {emu.run_seed}  (replay this run with --seed {emu.run_seed})")
+    if pinned is not None:
+        print(f"  cpu         {pinned}  (one CPU costs less per request; --cpu any lets it move)")
+    sys.stdout.flush()
 
 
 def reach_note(host: str) -> str:
@@ -121,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_settings_flags(serve, settings_defaults())
+    add_cpu_flag(serve)
     serve.set_defaults(handler=cmd_serve)
 
     from emulator.cli import demo

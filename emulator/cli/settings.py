@@ -96,6 +96,16 @@ def add_settings_flags(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) 
     )
 
 
+def add_cpu_flag(p: argparse.ArgumentParser) -> None:
+    """`serve` only: the CPU the process keeps to (see emulator.cli.cpu for why and how)."""
+    p.add_argument(
+        "--cpu",
+        metavar="auto|any|N",
+        help="run on one CPU, which costs less per request for a one-process Python server:"
+        " auto picks one of those allowed (default), any lets the OS move it, N names one",
+    )
+
+
 def cannot_listen(host: str, port: int, exc: OSError) -> int:
     """Say why the port cannot be bound and what to do; returns the exit status (3)."""
     reason = exc.strerror or str(exc)
@@ -130,6 +140,7 @@ SETTING_KEYS = (
     "fidelity",
     "seed",
     "lease_s",
+    "cpu",
 )
 
 

@@ -146,6 +146,7 @@ class Settings:
     connections_per_backend: int = 64
     seed: int | None = None
     lease_s: float = 5.0  # PostgreSQL shared mode: a process silent this long is dead
+    cpu: str = "auto"  # serve only: the CPU to run on (emulator.cli.cpu)
     # Runtime configuration overrides; None means "keep what the database has, else default".
     callback_url: str | None = None
     callback_key: str | None = None
