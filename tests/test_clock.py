@@ -72,3 +72,17 @@ def test_bad_speed_is_refused() -> None:
     clock, _ = make()
     with pytest.raises(ValueError):
         clock.set_speed(-1)
+
+
+def test_ago_is_the_emulated_time_that_much_real_time_back_but_not_before_a_change() -> None:
+    clock, t = make(speed=60)
+    t.tick(2)  # emulated 5120
+    assert clock.ago(0.5) == pytest.approx(5090.0)
+    assert clock.ago(0) == clock.ago(-1) == pytest.approx(5120.0)
+    clock.set_speed(600)  # the clock changed 0 s ago: nothing before it is known
+    t.tick(0.1)
+    assert clock.ago(0.05) == pytest.approx(5150.0)
+    assert clock.ago(5) == pytest.approx(5120.0)
+    manual, t2 = make(mode="manual")
+    t2.tick(3)
+    assert manual.ago(1) == 5000.0  # a manual clock stood still all along

@@ -110,6 +110,16 @@ class EmulatedClock:
             self._base_emu = anchor["emulated"] + elapsed * speed
             self._base_mono = self._monotonic()
 
+    def ago(self, seconds: float) -> float:
+        """The emulated time `seconds` of real time ago: when a request that waited that long
+        in the server's queue arrived. Never before the clock last changed speed or mode or
+        moved (that instant's emulated time is not kept); a manual clock stands still."""
+        with self._lock:
+            if self._mode is ClockMode.MANUAL or seconds <= 0:
+                return self._now_locked()
+            then = max(self._monotonic() - seconds, self._base_mono)
+            return self._base_emu + (then - self._base_mono) * self._speed
+
     def anchor(self) -> dict[str, float]:
         """What `sync` needs to follow this clock: the emulated time at a wall time."""
         with self._lock:

@@ -158,7 +158,7 @@ class QAControls:
             raise InvalidState(RESET_DURING_SEND)
         _, stored = sent
         assert stored is not None  # send_now waits for its row
-        self._storage(self.store.flush)
+        self._storage(lambda: self.store.flush(until=stored))
         try:
             return stored.result(timeout=10)
         except Discarded:

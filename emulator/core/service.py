@@ -49,6 +49,8 @@ from emulator.store.base import (
 )
 
 log = logging.getLogger("tiw_emulator")
+# A task is created as of its request's arrival (create_task's waited_s), up to this far back.
+MAX_WAITED_S = 10.0
 NO_CALLBACK_URL = (
     "no callback URL configured: this task's callbacks will fail until you set callback_url"
     " (PATCH /api/config, the task's callback_url, or SetOfflineRecordCallback)"
@@ -216,7 +218,12 @@ class Emulator(QAControls, SharedChanges):
         params: Mapping[str, Any] | None = None,
         source: str = "control",
         request_id: str | None = None,
+        waited_s: float = 0.0,
     ) -> dict[str, Any]:
+        """Plan, store and schedule a task; returns its view. `waited_s`: how long the request
+        waited in the server before it got here; the task is created as of its arrival, so a
+        callback due 100 ms after creation is due 100 ms after the request came in, however
+        busy the server was (the clock's `ago`)."""
         sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
         callback_url = validate_callback_url(callback_url)
         seed = seed if seed is not None else self._draw(lambda r: r.getrandbits(32))
@@ -225,7 +232,7 @@ class Emulator(QAControls, SharedChanges):
             room: int = room_id if room_id is not None else self._draw(_random_room)
             group = group_id if group_id is not None else str(room)
             chosen = self._pick_scenario(scenario, room, group, sdk_app_id)
-            task, plan = self._plan(chosen, params, room, group, sdk_app_id, seed)
+            task, plan = self._plan(chosen, params, room, group, sdk_app_id, seed, waited_s)
             task.callback_url, task.source, task.request_id = callback_url, source, request_id
             for event in task.events:
                 event.callback_url = callback_url
@@ -254,10 +261,12 @@ class Emulator(QAControls, SharedChanges):
         group_id: str,
         sdk_app_id: int,
         seed: int,
+        waited_s: float = 0.0,
     ) -> tuple[NewTask, Plan]:
         resolved = chosen.with_params(params)
         task_id = str(self._draw(ids.new_task_id))
-        now, wall = self.clock.now(), self.clock.wall()
+        waited_s = min(max(waited_s, 0.0), MAX_WAITED_S)
+        now, wall = self.clock.ago(waited_s), self.clock.wall() - waited_s
         plan = plan_task(
             resolved,
             rng=random.Random(seed),

@@ -159,8 +159,9 @@ class Store(Protocol):
         ...
 
     def subscribe(self, listener: AttemptListener) -> Callable[[], None]: ...
-    def flush(self) -> None:
-        """Commit every queued write now; raises StorageError if the database refuses."""
+    def flush(self, until: Future[Any] | None = None) -> None:
+        """Commit every queued write now, unless the write behind `until` (a future from
+        `record_attempt`) is already committed; raises StorageError if the database refuses."""
         ...
 
     # the attempt log and the cloud-call log

@@ -211,9 +211,12 @@ class WriteBehind:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def flush(self) -> None:
+    def flush(self, until: Future[Any] | None = None) -> None:
         with self._lock:
-            self._writes.flush_locked()
+            # Group commit: a caller that waited here for another's flush may find the write it
+            # needs committed by it (its future is set under this lock) and so skips a commit.
+            if until is None or not until.done():
+                self._writes.flush_locked()
 
     def queued_writes(self) -> int:
         """Hot-path writes not committed yet (bounded by max_pending)."""

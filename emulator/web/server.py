@@ -33,6 +33,7 @@ import logging
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -168,6 +169,7 @@ class AppServer:
         )
 
     async def _handle(self, request: BaseRequest) -> web.StreamResponse:
+        received = time.monotonic()
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._too_large()
@@ -187,6 +189,7 @@ class AppServer:
         environ = wsgi_bridge.build_environ(request, body, self.port)
         transport = request.transport
         environ[wsgi_bridge.DISCONNECTED_KEY] = lambda: transport is None or transport.is_closing()
+        environ[wsgi_bridge.RECEIVED_KEY] = received
         result = await self._loop.run_in_executor(
             self._pool, wsgi_bridge.call_app, self.app.wsgi_app, environ
         )

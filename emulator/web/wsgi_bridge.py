@@ -26,6 +26,9 @@ log = logging.getLogger("tiw_emulator.server")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # environ key: a callable that is True once the client has gone (the dashboard's stream polls it).
 DISCONNECTED_KEY = "tiw_emulator.client_disconnected"
+# environ key: time.monotonic() when the server had read the request's head (the control API
+# creates a task as of then, not as of when a busy server got round to it).
+RECEIVED_KEY = "tiw_emulator.received"
 SERVER_HEADER = {"Server": "tiw-emulator"}  # not aiohttp's default, which names Python's version
 _SKIPPED_HEADERS = frozenset({"CONTENT_LENGTH", "TRANSFER_ENCODING"})
 
