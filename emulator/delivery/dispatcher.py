@@ -67,7 +67,10 @@ class Dispatcher:
             queue.append((event, wave))
             return
         queue = self._queues[key] = deque([(event, wave)])
-        worker = self._loop.create_task(self._drain(key, queue, self.epoch))
+        self.track(self._loop.create_task(self._drain(key, queue, self.epoch)))
+
+    def track(self, worker: asyncio.Task[None]) -> None:
+        """Count the task among the attempts a stop waits for (and cancels after its grace)."""
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
 
