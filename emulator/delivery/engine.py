@@ -190,6 +190,8 @@ class Engine:
         except Exception as exc:  # the caller's to report
             handoff.fail(exc)
             return
+        finally:
+            self._dispatcher.untrack()
         handoff.done(result)
 
     def reset(self) -> None:
