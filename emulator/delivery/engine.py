@@ -8,6 +8,7 @@ records, `transport` speaks HTTP.
 from __future__ import annotations
 
 import asyncio
+import selectors
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
@@ -24,6 +25,27 @@ T = TypeVar("T")
 STOP_GRACE_S = 3.0
 STOPPED = "the delivery engine has stopped"
 Sent = tuple[Row, Future[Row] | None] | None
+
+
+class SparePollSelector(selectors.DefaultSelector):
+    """The loop's selector, skipping a zero-timeout poll that comes right after a poll.
+
+    asyncio polls with timeout 0 before every batch of ready callbacks, and every poll lets go
+    of the GIL: with request threads waiting for it, taking it back costs a thread switch and
+    can wait up to the 5 ms switch interval. A callback's attempt makes two such polls (its
+    task's first step, its wake-up after the response), each right after the poll that brought
+    the reason for it. Skipping every zero-timeout poll that directly follows a poll defers no
+    I/O by more than one batch of callbacks, and timers are checked after either.
+    """
+
+    _polled = False
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self._polled and timeout is not None and timeout <= 0:
+            self._polled = False
+            return []
+        self._polled = True
+        return super().select(timeout)
 
 
 class Handoff:
@@ -70,7 +92,7 @@ class Engine:
         connections_per_backend: int = 64,
     ) -> None:
         self._config = config
-        self._loop = asyncio.new_event_loop()
+        self._loop = asyncio.SelectorEventLoop(SparePollSelector())
         self._dispatcher = Dispatcher(
             loop=self._loop,
             store=store,
