@@ -48,6 +48,11 @@ class SparePollSelector(selectors.DefaultSelector):
         return super().select(timeout)
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the engine runs (tests run the transports on it too)."""
+    return asyncio.SelectorEventLoop(SparePollSelector())
+
+
 class Handoff:
     """An ad-hoc attempt on its way to the loop, and the thread waiting for its result.
 
@@ -92,7 +97,7 @@ class Engine:
         connections_per_backend: int = 64,
     ) -> None:
         self._config = config
-        self._loop = asyncio.SelectorEventLoop(SparePollSelector())
+        self._loop = new_loop()
         self._dispatcher = Dispatcher(
             loop=self._loop,
             store=store,
