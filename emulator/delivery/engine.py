@@ -32,7 +32,7 @@ class SparePollSelector(selectors.DefaultSelector):
 
     asyncio polls with timeout 0 before every batch of ready callbacks, and every poll lets go
     of the GIL: with request threads waiting for it, taking it back costs a thread switch and
-    can wait up to the 5 ms switch interval. A callback's attempt makes two such polls (its
+    can wait up to the interpreter's switch interval. A callback's attempt made two such polls (its
     task's first step, its wake-up after the response), each right after the poll that brought
     the reason for it. Skipping every zero-timeout poll that directly follows a poll defers no
     I/O by more than one batch of callbacks, and timers are checked after either.
