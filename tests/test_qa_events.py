@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 import pytest
@@ -62,6 +64,40 @@ def test_ad_hoc_event_reports_a_refusal_without_retrying(emulator: Any, receiver
     assert delivery["response_body"] == "boom"
     emulator.api("POST", "/api/clock/advance", json={"seconds": 3600}).raise_for_status()
     assert len(receiver.received) == 1
+
+
+def test_ad_hoc_events_sent_at_once_from_many_threads_each_get_their_own_attempt(
+    emulator: Any, receiver: Receiver
+) -> None:
+    """Threads handing the engine an event at the same moment share its wake-ups: each still
+    gets its own recorded attempt back, and each callback arrives once."""
+    receiver.respond = lambda req: Reply(delay_s=0.01)  # keep several in flight together
+    got: dict[int, dict[str, Any]] = {}
+
+    def one(n: int) -> None:
+        data = {**DATA, "Progress": n}
+        got[n] = emulator.emu.send_event(event_type="OfflineRecordProgressChanged", event_data=data)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(got) == list(range(16))
+    for n, delivery in got.items():
+        assert delivery["ok"] and json.loads(delivery["request_body"])["EventData"]["Progress"] == n
+    assert len({delivery["id"] for delivery in got.values()}) == 16
+    assert sorted(r.json["EventData"]["Progress"] for r in receiver.received) == list(range(16))
+
+
+def test_an_ad_hoc_event_after_the_engine_stopped_is_refused(
+    make_emulator: Any, receiver: Receiver
+) -> None:
+    running = make_emulator(callback_url=receiver.url)
+    running.emu.engine.stop()
+    with pytest.raises(RuntimeError, match="delivery engine has stopped"):
+        running.emu.send_event(event_type="OfflineRecordProgressChanged", event_data=DATA)
+    assert receiver.received == []
 
 
 def test_bad_ad_hoc_events_are_refused(emulator: Any, receiver: Receiver) -> None:

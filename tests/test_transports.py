@@ -11,13 +11,14 @@ import struct
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
 
+from emulator.delivery.engine import new_loop
 from emulator.delivery.sender import CLOSED_EARLY
 from emulator.delivery.transport import AttemptResult, Deadlines, Transports
 
@@ -35,6 +36,19 @@ class Side:
     scheme: str
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
+
+
+class EngineLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return new_loop()
+
+
+@pytest.fixture(autouse=True)
+def engine_loop() -> Iterator[None]:
+    """Every scenario runs on the loop the delivery engine runs (its selector spares polls)."""
+    asyncio.set_event_loop_policy(EngineLoopPolicy())
+    yield
+    asyncio.set_event_loop_policy(None)
 
 
 @pytest.fixture(scope="module")

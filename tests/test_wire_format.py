@@ -154,6 +154,20 @@ def test_envelope_bytes_are_utf8_json_identical_to_encode() -> None:
         assert json.loads(fast) == env
 
 
+def test_envelope_bytes_match_json_dumps_for_any_event_type_and_sdk_app_id() -> None:
+    """The envelope's head (msgspec) is what json.dumps writes, for a hand-written event type
+    with every code point but the surrogates and SdkAppIds to the ends of int64."""
+    every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for event_type, sdk_app_id in ((every_char, 2**63 - 1), ('"\\/\x00\x7f', -(2**63))):
+        env = payloads.envelope(
+            event_type, {}, sdk_app_id=sdk_app_id, timestamp=0, callback_key="k", ttl_s=300
+        )
+        fast = payloads.envelope_bytes(
+            event_type, "{}", sdk_app_id=sdk_app_id, timestamp=0, callback_key="k", ttl_s=300
+        )
+        assert fast == payloads.encode(env)
+
+
 def test_planned_event_data_encodes_byte_for_byte_as_json_dumps() -> None:
     """encode_planned_data (msgspec) writes what encode_data (json.dumps) writes for the planner's
     types: every code point but the surrogates, ints to int64, bools, None, nesting, key order."""

@@ -122,5 +122,7 @@ def envelope_bytes(
         sign_mode=sign_mode,
     )
     del head["EventData"]
-    prefix = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1]
+    # Only str and int here: msgspec writes json.dumps' bytes (see encode_planned_data) at
+    # about a twentieth of the CPU (0.6 against 10 us on a loaded machine, once per attempt).
+    prefix = _encode(head)[:-1].decode()
     return f'{prefix},"EventData":{data_json}}}'.encode()

@@ -67,9 +67,17 @@ class Dispatcher:
             queue.append((event, wave))
             return
         queue = self._queues[key] = deque([(event, wave)])
-        worker = self._loop.create_task(self._drain(key, queue, self.epoch))
+        self.track(self._loop.create_task(self._drain(key, queue, self.epoch)))
+
+    def track(self, worker: asyncio.Task[None]) -> None:
+        """Count the task among the attempts a stop waits for (and cancels after its grace);
+        it calls `untrack` as it ends. Not add_done_callback: that schedules one more loop
+        iteration (a poll and a GIL hand-over) after every callback's task."""
         self._workers.add(worker)
-        worker.add_done_callback(self._workers.discard)
+
+    def untrack(self) -> None:
+        """The running task has ended its work (called in its `finally`)."""
+        self._workers.discard(asyncio.current_task(self._loop))
 
     async def _drain(self, key: str, queue: Queue, epoch: int) -> None:
         """Send a task's queued callbacks one after another, in the order they fell due."""
@@ -84,6 +92,7 @@ class Dispatcher:
                     if wave is not None:
                         wave.settle()
         finally:
+            self.untrack()
             if self._queues.get(key) is queue:
                 del self._queues[key]
             for event, wave in queue:  # stopped: not attempted, so still scheduled in the store
