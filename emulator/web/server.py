@@ -1,45 +1,46 @@
-"""Serving the Flask app on aiohttp's HTTP/1.1 server, in the foreground or a thread.
+"""Serving the Flask app over HTTP/1.1 (an asyncio protocol on httptools), in the foreground or a
+thread.
 
-Why aiohttp's server (measured on the 2-core dev machine; docs/benchmarks.md "Front door, second
-round" has the tables): the app's views are the same, but waitress's serving loop builds a new
-poll set from every open connection on every wake-up, and a request that creates work wakes it
-about twice, so with the harness's 50 keep-alive clients its loop thread cost 200-440 µs per ad-hoc
-event or created task (70 µs per `GET /healthz`, where completions batch). aiohttp's loop is
-epoll-based: the same drivers, interleaved, gave 730-780 against 820-840 µs of process CPU per
-ad-hoc event and 1,130-1,420 against 1,740-2,440 µs per created task (+ its callback), 1.2-1.3x
-the event rate and 1.7x the creation rate. aiohttp is already a dependency (the https transport).
+Why this server (measured on the 2-core dev machine; docs/benchmarks.md, "A lean server on
+httptools", has the tables): MEASUREMENTS_GO_HERE
 
-The app still runs on a thread pool (`wsgi_bridge`): an ad-hoc event holds its thread until its
+The app runs on a thread pool (`wsgi_bridge`): an ad-hoc event holds its thread until its
 callback is answered and a dashboard stream (at most 4) holds one while open, so 16 threads.
-What the server does before the app runs, kept from the waitress days (tests/test_server.py):
+The loop parses (httptools: MagicStack's binding of llhttp, Node's parser, also uvicorn's), builds
+the environ from the parser's callbacks and writes what the app's thread rendered, one write per
+sized response. What it does before the app runs (tests/test_server.py):
 
 - a body declared far over the app's limit is answered 413 in the API's JSON shape at once,
-  unread; a body a little over it reaches the app, which answers 413 in its own surface's format
-  (control API or cloud API); a chunked body is read up to the limit and then refused the same way;
+  unread (what follows is read and dropped for up to LINGER_S, so the client sees the 413 rather
+  than a reset); a body a little over it reaches the app, which answers 413 in its own surface's
+  format (control API or cloud API); a chunked body is read up to the limit and then refused;
 - a TLS ClientHello on this plain-HTTP port gets a plain `400` and the connection is closed, so an
   https:// client fails at once instead of waiting for its read timeout;
-- a malformed request gets the JSON `400` (aiohttp's own is text);
+- a malformed request, or a request line or header line over 64 KiB, gets the JSON `400`;
 - `Expect: 100-continue` is answered before the body is read (curl waits 1 s for it otherwise);
-- request bodies are passed on as sent (no automatic gunzip), keep-alive, pipelining, any number
-  of open connections (epoll), and nothing runs while idle;
-- the dashboard's stream sees its client leave (`wsgi_bridge.DISCONNECTED_KEY`).
+- request bodies are passed on as sent (no automatic gunzip); keep-alive (an idle connection is
+  closed after KEEPALIVE_S), pipelining (answers in order), HTTP/1.0 (closed after the answer
+  unless it asks for keep-alive), HEAD; any number of open connections (epoll), and nothing runs
+  while idle;
+- a response without a Content-Length (the dashboard's stream) is sent chunked, pulled chunk by
+  chunk on the pool, and the stream sees its client leave (`wsgi_bridge.DISCONNECTED_KEY`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import socket
 import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from aiohttp import HttpVersion11, web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
+import httptools
 from flask import Flask
 
 from emulator.web import wsgi_bridge
@@ -50,13 +51,15 @@ DEFAULT_THREADS = 16
 # Bodies a little over the app's limit reach the app, which answers 413 in its own surface's
 # error format (control API or cloud API); the server cuts anything further over.
 BODY_SLACK_BYTES = 64 * 1024
-READ_CHUNK = 64 * 1024
-# After an early 413, the rest of a body being sent is read and dropped for up to this long
-# (so the client sees the 413, not a reset), then the connection is closed.
+# After a refusal (an early 413, a malformed request), what the client still sends is read and
+# dropped for up to this long (so it sees the answer, not a reset), then the connection is closed.
 LINGER_S = 1.0
 STOP_GRACE_S = 2.0
-MAX_HEADER_BYTES = 64 * 1024  # the request line and each header line
+MAX_HEADER_BYTES = 64 * 1024  # the request line and each header line (a long v1-signed query)
+MAX_HEAD_BYTES = 4 * MAX_HEADER_BYTES  # all of a request's head
 KEEPALIVE_S = 60.0  # an idle keep-alive connection is closed after this (waitress's was 60 s too)
+# Requests parsed ahead of their answers on one connection (pipelining) before reading pauses.
+MAX_PIPELINED = 16
 # How long a thread holding the GIL runs before a waiting one gets it (CPython's default: 5 ms).
 # The delivery thread waits for the GIL after every socket call, so behind 16 busy request threads
 # a due callback waited up to 5 ms per hop: a callback due 100 ms after its trigger arrived late
@@ -72,48 +75,384 @@ PLAIN_PORT_REPLY = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_PLAIN_PORT_TEXT), _PLAIN_PORT_TEXT)
 )
-ERROR_CODES = {
-    400: "bad_request",
-    408: "request_timeout",
-    411: "length_required",
-    413: "payload_too_large",
-    431: "request_header_fields_too_large",
-}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
+# Header name as sent -> environ key, filled as names are seen (bounded: names come from clients).
+_ENVIRON_KEYS: dict[bytes, str] = {}
+_ENVIRON_KEYS_MAX = 512
 
 
-class EmulatorHandler(RequestHandler):
-    """One connection: refuses TLS at once and renders parse errors in the API's JSON shape."""
+def _environ_key(name: bytes) -> str:
+    key = name.decode("latin-1").upper().replace("-", "_")
+    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_MAX:
+        _ENVIRON_KEYS[name] = key
+    return key
 
-    _first_bytes_seen = False
+
+class Refused(Exception):
+    """Raised from a parser callback: the request is answered with `reply` and not read on."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__()
+        self.reply = reply
+
+
+def _bad_request(reason: str) -> Refused:
+    return Refused(wsgi_bridge.json_error(400, "bad_request", reason))
+
+
+class Serving:
+    """What every connection of one AppServer shares."""
+
+    def __init__(self, app: Flask, pool: ThreadPoolExecutor, port: int, limit: int) -> None:
+        self.wsgi_app = app.wsgi_app
+        self.pool = pool
+        self.port = str(port)
+        self.limit = limit
+        self.max_body = limit + BODY_SLACK_BYTES
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.connections: set[HttpConnection] = set()
+        self.streams: set[asyncio.Task[None]] = set()  # responses being streamed
+        self.stopping = False
+        self.all_closed: asyncio.Event | None = None
+
+    def too_large(self) -> Refused:
+        return Refused(
+            wsgi_bridge.json_error(
+                413, "payload_too_large", f"request body over the {self.limit} byte limit"
+            )
+        )
+
+    def closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if self.stopping and not self.connections and self.all_closed is not None:
+            self.all_closed.set()
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: requests parsed as they arrive, answered in order, one at a time."""
+
+    def __init__(self, serving: Serving) -> None:
+        self.serving = serving
+        assert serving.loop is not None
+        self.loop = serving.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.base: dict[str, Any] = {}
+        self.queue: deque[tuple[dict[str, Any], bool] | bytes] = deque()
+        self.busy = False  # a request is with the app, or its stream is being sent
+        self.done = False  # no more requests on this connection (refused, closing, stopping)
+        self.first = True
+        self.last_active = 0.0
+        self.in_head = True  # reading a request line or headers (or waiting for them)
+        self.head_bytes = 0
+        self.continue_owed = False
+        self.reading_paused = False
+        self.write_paused: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.stream: asyncio.Task[None] | None = None
+        # the request being parsed
+        self.environ: dict[str, Any] = {}
+        self.url = b""
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.declared: int | None = None
+        self.keep_alive = True
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.serving.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.base = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": "127.0.0.1",  # werkzeug takes the host from HTTP_HOST when given
+            "SERVER_PORT": self.serving.port,
+            "REMOTE_ADDR": peer[0] if peer else "",
+            "REMOTE_PORT": str(peer[1]) if peer else "",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            wsgi_bridge.DISCONNECTED_KEY: transport.is_closing,
+        }
+        self.last_active = self.loop.time()
+        self.timer = self.loop.call_at(self.last_active + KEEPALIVE_S, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        if not self._first_bytes_seen and data:
-            self._first_bytes_seen = True
-            if data[0] == TLS_HANDSHAKE and self.transport is not None:
-                self.transport.write(PLAIN_PORT_REPLY)
-                self.force_close()
-                self.transport.close()
+        if self.done:
+            return  # refused or closing: dropped (lingering after a refusal)
+        if self.first:
+            self.first = False
+            if data[0] == TLS_HANDSHAKE:
+                self._refuse(PLAIN_PORT_REPLY)
                 return
-        super().data_received(data)
+        self.last_active = self.loop.time()
+        if self.in_head:
+            self.head_bytes += len(data)
+        try:
+            while True:
+                try:
+                    self.parser.feed_data(data)
+                    break
+                except httptools.HttpParserUpgrade as upgrade:  # not offered: answer as HTTP/1.1
+                    data = data[upgrade.args[0] :]
+        except httptools.HttpParserError as exc:
+            # What a callback raised comes back as the parser error's context.
+            cause = exc.__context__
+            if isinstance(cause, Refused):
+                self._refuse(cause.reply)
+            elif cause is not None and not isinstance(cause, Exception):
+                raise cause from None  # an interrupt (Ctrl-C, SIGTERM): stopping, not a bad request
+            elif self.done:
+                pass  # bytes after a `Connection: close` request: never read
+            else:
+                if cause is not None and not isinstance(cause, httptools.HttpParserError):
+                    log.error("could not take a request apart", exc_info=cause)
+                # llhttp's reasons are fixed texts: the request's bytes are never echoed
+                reason = str(exc).strip()[:200] or "malformed request"
+                self._refuse(_bad_request(f"malformed request: {reason}").reply)
+            return
+        if self.in_head and self.head_bytes > MAX_HEAD_BYTES:
+            self._refuse(_bad_request(f"request head over {MAX_HEAD_BYTES} bytes").reply)
 
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if status >= 500:
-            log.error("error serving %s %s", request.method, request.path, exc_info=exc)
-            return super().handle_error(request, status, exc, message)
-        reason = (message or (str(exc) if exc else "")).strip() or "malformed request"
-        # aiohttp quotes the offending bytes (e.g. a header line too long): never echo them.
-        reason = reason.split(": b'", 1)[0].split(': b"', 1)[0][:200]
-        return wsgi_bridge.json_error(status, ERROR_CODES.get(status, "http_error"), reason)
+    def eof_received(self) -> bool | None:
+        return None  # the client is gone: close (a stream sees it through DISCONNECTED_KEY)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+        self.serving.closed(self)
 
-def _expects_continue(request: BaseRequest) -> bool:
-    return request.headers.get("Expect", "").lower() == "100-continue"
+    def pause_writing(self) -> None:
+        self.write_paused = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+        self.write_paused = None
+        if not self.busy:
+            self._next()
+
+    # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        self.environ = self.base.copy()
+        self.url = b""
+        self.body = []
+        self.body_size = 0
+        self.declared = None
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_HEADER_BYTES:
+            raise _bad_request(f"request line over {MAX_HEADER_BYTES} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_HEADER_BYTES:  # never echoed: it may carry a token
+            raise _bad_request(f"header line over {MAX_HEADER_BYTES} bytes")
+        key = _ENVIRON_KEYS.get(name) or _environ_key(name)
+        text = value.decode("latin-1")
+        environ = self.environ
+        if key == "CONTENT_LENGTH":
+            self.declared = int(value)  # the parser has checked its digits
+        elif key in environ:
+            environ[key] = f"{environ[key]},{text}"
+        else:
+            environ[key] = text
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        parser = self.parser
+        environ = self.environ
+        method = parser.get_method()
+        environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("latin-1")
+        version = parser.get_http_version()
+        environ["SERVER_PROTOCOL"] = "HTTP/" + version
+        self.keep_alive = parser.should_keep_alive()
+        url = self.url
+        if url[:1] != b"/":  # absolute form (a proxy's), or `*`
+            parsed = httptools.parse_url(url)
+            url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+        path, _, query = url.partition(b"?")
+        environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        if self.declared is not None and self.declared > self.serving.max_body:
+            raise self.serving.too_large()
+        if version != "1.0" and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+            # curl and others wait (curl: 1 s) for this before sending a body over 1 KiB;
+            # owed until the answers before it are out.
+            if self.busy or self.queue:
+                self.continue_owed = True
+            elif self.transport is not None:
+                self.transport.write(CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.serving.max_body:  # chunked: read up to the limit
+            raise self.serving.too_large()
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_head = True
+        self.continue_owed = False
+        environ = self.environ
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input"] = io.BytesIO(body)
+        self.queue.append((environ, self.keep_alive))
+        if not self.keep_alive:
+            self.done = True  # whatever follows a `Connection: close` request is not read
+        if not self.busy:
+            self._next()
+        elif len(self.queue) >= MAX_PIPELINED and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading_paused = True
+
+    # -- answering --
+
+    def _next(self) -> None:
+        """Start the next queued request (the previous answer is out)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not self.queue:
+            if self.serving.stopping:
+                transport.close()
+            elif self.continue_owed:
+                self.continue_owed = False
+                transport.write(CONTINUE)
+            return
+        if self.write_paused is not None:
+            return  # the client is not reading its answers: resume_writing comes back here
+        if self.reading_paused and len(self.queue) <= MAX_PIPELINED // 2:
+            self.reading_paused = False
+            transport.resume_reading()
+        item = self.queue.popleft()
+        if isinstance(item, bytes):
+            self._write_refusal(item)
+            return
+        self.busy = True
+        self.serving.pool.submit(self._work, *item)
+
+    def _work(self, environ: dict[str, Any], keep_alive: bool) -> None:
+        """In a pool thread: the app's answer, rendered, handed back to the loop."""
+        reply = wsgi_bridge.respond(self.serving.wsgi_app, environ, keep_alive)
+        try:
+            self.loop.call_soon_threadsafe(self._replied, reply)
+        except RuntimeError:  # the loop has closed: the server stopped meanwhile
+            if reply.closer is not None:
+                reply.closer()
+
+    def _replied(self, reply: wsgi_bridge.Reply) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            if reply.closer is not None:
+                self.serving.pool.submit(reply.closer)
+            return
+        transport.write(reply.data)
+        if reply.chunks is not None:
+            self.stream = self.loop.create_task(self._send_stream(reply))
+            self.serving.streams.add(self.stream)
+            self.stream.add_done_callback(self.serving.streams.discard)
+            return
+        self._answered(reply.close)
+
+    def _answered(self, close: bool) -> None:
+        self.busy = False
+        self.last_active = self.loop.time()
+        if close and self.transport is not None:
+            self.transport.close()
+        elif self.queue or self.continue_owed or self.serving.stopping:
+            self._next()
+
+    async def _send_stream(self, reply: wsgi_bridge.Reply) -> None:
+        """The rest of a response without a length, pulled chunk by chunk on the pool."""
+        transport = self.transport
+        assert transport is not None and reply.chunks is not None
+        pool = self.serving.pool
+        pending: Future[bytes | None] | None = None
+        try:
+            while not transport.is_closing():
+                if self.write_paused is not None:
+                    await self.write_paused  # the client reads slower than the app writes
+                    continue
+                pending = pool.submit(wsgi_bridge.next_chunk, reply.chunks)
+                chunk = await asyncio.wrap_future(pending)
+                if chunk is None:
+                    if not transport.is_closing():
+                        transport.write(reply.end())
+                        self._answered(reply.close)
+                    break
+                if chunk and not transport.is_closing():
+                    transport.write(reply.frame(chunk))
+        finally:
+            self.stream = None
+            # Close the app's iterator in a pool thread, after any next() still running there
+            # (a stream waits up to its poll interval): closing a running generator is an error.
+            closer = reply.closer
+            if closer is not None:
+                if pending is not None and not pending.done():
+                    pending.add_done_callback(lambda _: closer())
+                else:
+                    pool.submit(closer)
+
+    # -- refusing and closing --
+
+    def _refuse(self, reply: bytes) -> None:
+        """Answer (after any answers still owed) and read nothing more from this client."""
+        self.done = True
+        self.queue.append(reply)
+        if not self.busy:
+            self._next()
+
+    def _write_refusal(self, reply: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(reply)
+        # Half-close: the client sees the answer and the end; what it still sends is read and
+        # dropped (data_received) until it closes too or LINGER_S passes, so it gets no reset.
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(LINGER_S, transport.close)
+
+    def _check_idle(self) -> None:
+        """Close a connection idle for KEEPALIVE_S; one timer per connection, moved lazily."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        due = self.last_active + KEEPALIVE_S
+        now = self.loop.time()
+        if self.busy:
+            due = now + KEEPALIVE_S
+        elif due <= now:
+            transport.close()
+            return
+        self.timer = self.loop.call_at(due, self._check_idle)
+
+    def shut(self) -> None:
+        """Stopping: close now if idle or streaming, else once the answer in hand is out."""
+        self.done = True
+        self.queue.clear()
+        transport = self.transport
+        if transport is not None and (not self.busy or self.stream is not None):
+            transport.close()
 
 
 def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -121,11 +460,6 @@ def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
     if isinstance(context.get("exception"), KeyboardInterrupt):
         return
     loop.default_exception_handler(context)
-
-
-class EmulatorServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return EmulatorHandler(self, loop=self._loop, **self._kwargs)
 
 
 class AppServer:
@@ -147,14 +481,15 @@ class AppServer:
             raise
         self._sock.setblocking(False)
         self.port = int(self._sock.getsockname()[1])
-        self._limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
-        self._max_body = self._limit + BODY_SLACK_BYTES
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiw-http")
+        limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
+        self._serving = Serving(app, self._pool, self.port, limit)
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_interrupts)
+        self._serving.loop = self._loop
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
-        self._runner: web.ServerRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._main: asyncio.Task[None] | None = None
         self._stop_lock = threading.Lock()
 
@@ -163,56 +498,38 @@ class AppServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def _too_large(self) -> web.Response:
-        return wsgi_bridge.json_error(
-            413, "payload_too_large", f"request body over the {self._limit} byte limit"
-        )
-
-    async def _handle(self, request: BaseRequest) -> web.StreamResponse:
-        received = time.monotonic()
-        length = request.content_length
-        if length is not None and length > self._max_body:
-            return self._too_large()
-        if request.version >= HttpVersion11 and _expects_continue(request):
-            # curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the reply proper has not started
-        if length is not None:
-            body = await request.content.readexactly(length) if length else b""
-        else:  # chunked (or no body): read up to the limit
-            buf = bytearray()
-            while chunk := await request.content.read(READ_CHUNK):
-                buf += chunk
-                if len(buf) > self._max_body:
-                    return self._too_large()
-            body = bytes(buf)
-        environ = wsgi_bridge.build_environ(request, body, self.port)
-        transport = request.transport
-        environ[wsgi_bridge.DISCONNECTED_KEY] = lambda: transport is None or transport.is_closing()
-        environ[wsgi_bridge.RECEIVED_KEY] = received
-        result = await self._loop.run_in_executor(
-            self._pool, wsgi_bridge.call_app, self.app.wsgi_app, environ
-        )
-        return await wsgi_bridge.send_result(request, result, self._pool)
-
     async def _serve(self) -> None:
-        server = EmulatorServer(
-            self._handle,
-            access_log=None,
-            lingering_time=LINGER_S,
-            keepalive_timeout=KEEPALIVE_S,
-            max_line_size=MAX_HEADER_BYTES,  # aiohttp's 8,190 would refuse a long v1-signed query
-            max_field_size=MAX_HEADER_BYTES,
-            auto_decompress=False,  # the app sees the body as sent, Content-Encoding and all
-            handler_cancellation=False,
+        serving = self._serving
+        self._listener = await self._loop.create_server(
+            lambda: HttpConnection(serving), sock=self._sock, backlog=1024
         )
-        self._runner = web.ServerRunner(server, shutdown_timeout=STOP_GRACE_S)
-        await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
         try:
             await self._stopped.wait()
         finally:
-            await self._runner.cleanup()
+            await self._close()
+
+    async def _close(self) -> None:
+        """Stop accepting; give answers in progress STOP_GRACE_S, then close every connection."""
+        serving = self._serving
+        if self._listener is not None:
+            self._listener.close()
+        serving.stopping = True
+        serving.all_closed = asyncio.Event()
+        for conn in list(serving.connections):
+            conn.shut()
+        if serving.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(serving.all_closed.wait(), STOP_GRACE_S)
+        for conn in list(serving.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        # A stream whose client is gone ends at its next chunk (up to the app's poll interval):
+        # not waited for. Its iterator is closed once the next() in hand returns.
+        streams = list(serving.streams)
+        for task in streams:
+            task.cancel()
+        if streams:
+            await asyncio.gather(*streams, return_exceptions=True)
 
     def serve_forever(self) -> None:
         """Serve until stop() (or Ctrl-C in the foreground); sockets are closed on the way out."""
@@ -223,7 +540,8 @@ class AppServer:
         try:
             self._loop.run_until_complete(self._main)
         finally:
-            self._sock.close()
+            if self._main.done():
+                self._sock.close()
 
     def start(self) -> AppServer:
         self._thread = threading.Thread(target=self.serve_forever, name="tiw-http", daemon=True)
@@ -240,10 +558,9 @@ class AppServer:
                 self._thread.join(timeout=STOP_GRACE_S + 5)
             elif self._main is not None and not self._main.done():
                 # serve_forever was interrupted (Ctrl-C or SIGTERM in the foreground): let the
-                # serving task finish (close connections, stop the site) on this thread.
+                # serving task finish (close connections, stop listening) on this thread. The
+                # interrupt may come again while it does: the stop goes on regardless.
                 self._stopped.set()
-                # The interrupt may also sit in a connection's task, re-raised when the shutdown
-                # awaits it: the stop goes on regardless (the process is on its way out).
                 for _ in range(3):
                     with contextlib.suppress(Exception, KeyboardInterrupt):
                         self._loop.run_until_complete(self._main)
@@ -256,15 +573,9 @@ class AppServer:
                 # take its exception (else asyncio logs it as never retrieved) and clean up.
                 if not self._main.cancelled():
                     self._main.exception()
-                if self._runner is not None:
-                    with contextlib.suppress(Exception, KeyboardInterrupt):
-                        self._loop.run_until_complete(self._runner.cleanup())
+                with contextlib.suppress(Exception, KeyboardInterrupt):
+                    self._loop.run_until_complete(self._close())
             self._sock.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             if not self._loop.is_running():
                 self._loop.close()
-
-
-# Clients that send garbage or go away mid-request are routine for an emulator: aiohttp's own
-# tracebacks for them are noise (a 5xx is logged above, on this module's logger).
-logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

@@ -1,25 +1,23 @@
-"""Calling the WSGI app (Flask) from aiohttp's HTTP/1.1 server: environ in, status/headers/body out.
+"""Calling the WSGI app (Flask) from the HTTP/1.1 server: environ in, response bytes out.
 
-aiohttp parses HTTP on an event loop (its C parser: keep-alive, chunked request bodies,
-pipelining); the app runs on a thread pool, because Flask views block (an ad-hoc event waits for
-its delivery). A response with a Content-Length is built whole in the app's thread and written in
-one go; one without (the dashboard's event stream) is pulled chunk by chunk from the app's
-iterator on the pool and written as it comes, so a stream never blocks the loop.
+The server (`server.py`) parses requests on an event loop and builds each environ as the parser's
+callbacks arrive; the app runs on a thread pool, because Flask views block (an ad-hoc event waits
+for its delivery). A response with a Content-Length is rendered whole, head and body, in the app's
+thread, so the loop writes it in one call; one without (the dashboard's event stream) is pulled
+chunk by chunk from the app's iterator on the pool and written as it comes (chunked transfer
+coding), so a stream never blocks the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
+import json
 import logging
-import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+from email.utils import formatdate
+from functools import lru_cache
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote_to_bytes
-
-from aiohttp import web
-from aiohttp.web_request import BaseRequest
 
 log = logging.getLogger("tiw_emulator.server")
 
@@ -29,60 +27,47 @@ DISCONNECTED_KEY = "tiw_emulator.client_disconnected"
 # environ key: time.monotonic() when the server had read the request's head (the control API
 # creates a task as of then, not as of when a busy server got round to it).
 RECEIVED_KEY = "tiw_emulator.received"
-SERVER_HEADER = {"Server": "tiw-emulator"}  # not aiohttp's default, which names Python's version
-_SKIPPED_HEADERS = frozenset({"CONTENT_LENGTH", "TRANSFER_ENCODING"})
+SERVER_NAME = "tiw-emulator"  # the Server header: no version, nothing about Python
+# Hop-by-hop headers are the server's to write (PEP 3333 forbids them to apps); the body's
+# length is measured here, not taken from the app.
+_SERVER_WRITES = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
+_END_OF_CHUNKS = b"0\r\n\r\n"
 
 
-def json_error(status: int, code: str, message: str) -> web.Response:
-    """An error in the control API's shape, for what the server refuses before the app runs."""
-    body = {"error": {"code": code, "message": message, "details": {}}}
-    response = web.json_response(body, status=status, headers=SERVER_HEADER)
-    response.force_close()
-    return response
+@lru_cache(maxsize=2)
+def _http_date(second: int) -> str:
+    return formatdate(second, usegmt=True)
 
 
-def build_environ(request: BaseRequest, body: bytes, server_port: int) -> dict[str, Any]:
-    """The PEP 3333 environ for one request whose body has been read whole."""
-    raw_path, _, query = request.raw_path.partition("?")
-    transport = request.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",  # werkzeug takes the host from HTTP_HOST when given
-        "SERVER_PORT": str(server_port),
-        "SERVER_PROTOCOL": f"HTTP/{request.version.major}.{request.version.minor}",
-        "REMOTE_ADDR": peer[0] if peer else "",
-        "REMOTE_PORT": str(peer[1]) if peer else "",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.input_terminated": True,
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    for name, value in request.raw_headers:
-        key = name.decode("latin-1").upper().replace("-", "_")
-        text = value.decode("latin-1")
-        if key == "CONTENT_TYPE":
-            environ["CONTENT_TYPE"] = text
-        elif key not in _SKIPPED_HEADERS:  # the body is read whole: CONTENT_LENGTH says its size
-            key = "HTTP_" + key
-            environ[key] = f"{environ[key]},{text}" if key in environ else text
-    return environ
+def http_date() -> str:
+    """The Date header's value, formatted once a second."""
+    return _http_date(int(time.time()))
+
+
+def _status_line(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Unknown"
+
+
+def json_error(status: int, code: str, message: str) -> bytes:
+    """A whole response, closing the connection, in the control API's error shape: what the
+    server refuses before the app runs."""
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+    head = (
+        f"HTTP/1.1 {_status_line(status)}\r\nServer: {SERVER_NAME}\r\nDate: {http_date()}\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 class AppResult:
     """What the app answered: status, headers, and either the whole body or its iterator."""
 
     def __init__(self) -> None:
-        self.status = 500
-        self.reason = ""
+        self.status = "500 Internal Server Error"
         self.headers: list[tuple[str, str]] = []
         self.body = b""
         self.chunks: Iterator[bytes] | None = None
@@ -91,8 +76,7 @@ class AppResult:
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Callable[[bytes], None]:
-        code, _, reason = status.partition(" ")
-        self.status, self.reason, self.headers = int(code), reason, list(headers)
+        self.status, self.headers = status, headers
         return self._write
 
     def _write(self, data: bytes) -> None:  # the legacy write() callable: rare, kept simple
@@ -102,6 +86,10 @@ class AppResult:
         return any(name.lower() == "content-length" for name, _ in self.headers)
 
 
+def _no_body(status: str) -> bool:
+    return status[:1] == "1" or status[:3] in ("204", "304")
+
+
 def call_app(app: WsgiApp, environ: dict[str, Any]) -> AppResult:
     """Run the app (in a pool thread); a sized body is joined here, a stream is left to pull."""
     result = AppResult()
@@ -109,10 +97,9 @@ def call_app(app: WsgiApp, environ: dict[str, Any]) -> AppResult:
         iterable = app(environ, result.start_response)
     except Exception:
         log.exception("the WSGI app raised")
-        result.status, result.reason, result.headers, result.body = 500, "", [], b""
-        return result
+        return AppResult()
     close = getattr(iterable, "close", None)
-    if result.has_length() or environ["REQUEST_METHOD"] == "HEAD":
+    if result.has_length() or environ["REQUEST_METHOD"] == "HEAD" or _no_body(result.status):
         try:
             result.body += b"".join(iterable)
         finally:
@@ -126,48 +113,74 @@ def call_app(app: WsgiApp, environ: dict[str, Any]) -> AppResult:
     return result
 
 
-def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
-    return next(chunks, None)
+class Reply:
+    """A rendered answer: bytes to write now, and for a stream the iterator that follows."""
+
+    __slots__ = ("chunked", "chunks", "close", "closer", "data")
+
+    def __init__(self, data: bytes, close: bool) -> None:
+        self.data = data
+        self.close = close  # close the connection once written
+        self.chunks: Iterator[bytes] | None = None
+        self.closer: Callable[[], None] | None = None
+        self.chunked = False  # frame each chunk (HTTP/1.1); else the stream ends at close
+
+    def frame(self, chunk: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked else chunk
+
+    def end(self) -> bytes:
+        return _END_OF_CHUNKS if self.chunked else b""
 
 
-async def send_result(
-    request: BaseRequest, result: AppResult, pool: Executor
-) -> web.StreamResponse:
-    """Write the app's answer: at once when sized, else streamed chunk by chunk."""
-    headers = [(k, v) for k, v in result.headers if k.lower() != "content-length"]
-    if result.chunks is None:
-        response = web.Response(status=result.status, reason=result.reason or None)
-        response.headers.clear()
-        response.headers.update(SERVER_HEADER)
-        response.headers.extend(headers)
-        response.body = result.body
-        return response
-    stream = web.StreamResponse(status=result.status, reason=result.reason or None)
-    stream.headers.clear()
-    stream.headers.update(SERVER_HEADER)
-    stream.headers.extend(headers)
-    chunks = result.chunks
-    pending: Future[bytes | None] | None = None
+def respond(app: WsgiApp, environ: dict[str, Any], keep_alive: bool) -> Reply:
+    """Run the app and render its answer (in a pool thread): head and body in one piece."""
     try:
-        await stream.prepare(request)
-        if result.body:
-            await stream.write(result.body)
-        while request.transport is not None and not request.transport.is_closing():
-            pending = pool.submit(_next_chunk, chunks)
-            chunk = await asyncio.wrap_future(pending)
-            if chunk is None:
-                break
-            await stream.write(chunk)
-        await stream.write_eof()
-    except ConnectionError:
-        pass  # the client went away mid-stream (a closed dashboard tab): nothing to answer
-    finally:
-        # Close the app's iterator in a pool thread, after any next() still running there
-        # (a stream waits up to its poll interval): closing a running generator is an error.
-        closer = result.closer
-        if closer is not None:
-            if pending is not None and not pending.done():
-                pending.add_done_callback(lambda _: closer())
-            else:
-                pool.submit(closer)
-    return stream
+        return _render(call_app(app, environ), environ, keep_alive)
+    except Exception:  # a header the app should not have sent (not Latin-1, say)
+        log.exception("could not render the app's response")
+        return _render(AppResult(), environ, False)
+
+
+def _render(result: AppResult, environ: dict[str, Any], keep_alive: bool) -> Reply:
+    http10 = environ["SERVER_PROTOCOL"] == "HTTP/1.0"
+    streaming = result.chunks is not None
+    close = not keep_alive or (streaming and http10)  # HTTP/1.0 has no chunks: EOF ends it
+    lines = ["HTTP/1.1 ", result.status, "\r\nServer: ", SERVER_NAME, "\r\nDate: ", http_date()]
+    declared = None
+    for name, value in result.headers:
+        if name.lower() in _SERVER_WRITES:
+            if name.lower() == "content-length":
+                declared = value
+            continue
+        lines += ("\r\n", name, ": ", value)
+    body = result.body
+    if _no_body(result.status):
+        body = b""  # never a body, nor a length
+    elif streaming:
+        if not http10:
+            lines.append("\r\nTransfer-Encoding: chunked")
+    elif environ["REQUEST_METHOD"] == "HEAD":
+        body = b""
+        if declared is not None:
+            lines += ("\r\nContent-Length: ", declared)  # what a GET would have sent
+    else:
+        lines += ("\r\nContent-Length: ", str(len(body)))
+    if close:
+        lines.append("\r\nConnection: close")
+    elif http10:
+        lines.append("\r\nConnection: keep-alive")
+    lines.append("\r\n\r\n")
+    head = "".join(lines).encode("latin-1")
+    reply = Reply(head, close)
+    if streaming:
+        reply.chunks, reply.closer, reply.chunked = result.chunks, result.closer, not http10
+        if body:
+            reply.data += reply.frame(body)
+    else:
+        reply.data += body
+    return reply
+
+
+def next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    """The stream's next piece (in a pool thread: the app may wait for it), None at its end."""
+    return next(chunks, None)
