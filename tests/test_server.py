@@ -1,7 +1,9 @@
-"""The HTTP server: start/stop, TLS on the plain port, body limits, chunked, keep-alive."""
+"""The HTTP server: start/stop, TLS on the plain port, body limits, chunked, keep-alive,
+pipelining, HTTP/1.0, streams."""
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import socket
@@ -10,11 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
+from flask import Flask, Response, request
 
+from emulator.web import server as server_module
 from emulator.web.app import create_app, get_emulator
 from emulator.web.server import AppServer
 
@@ -285,3 +290,169 @@ def test_an_interrupt_inside_a_request_still_stops_cleanly(callback: str) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped"
     assert "Traceback" not in done.stderr, done.stderr
+
+
+# -- HTTP/1.1 edges the server handles itself (tests of the httptools protocol) --
+
+
+def _streaming_app() -> Flask:
+    """A bare app: a stream without a length (with an empty piece inside), a 204, an echo."""
+    app = Flask(__name__)
+
+    @app.get("/stream")
+    def stream() -> Response:
+        return Response(iter([b"one", b"", b"three"]), mimetype="text/plain")
+
+    @app.delete("/nothing")
+    def nothing() -> tuple[str, int]:
+        return "", 204
+
+    @app.post("/echo")
+    def echo() -> Response:
+        return Response(request.get_data(), mimetype="application/octet-stream")
+
+    return app
+
+
+@pytest.fixture
+def bare() -> Iterator[AppServer]:
+    server = AppServer(_streaming_app()).start()
+    yield server
+    server.stop()
+
+
+def _read_response(conn: socket.socket, buffered: bytearray) -> tuple[bytes, bytes]:
+    """One length-delimited response off a connection: (head, body); the rest stays buffered."""
+    while b"\r\n\r\n" not in buffered:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed before a whole head: {bytes(buffered)!r}"
+        buffered += chunk
+    head, _, _ = bytes(buffered).partition(b"\r\n\r\n")
+    del buffered[: len(head) + 4]
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(buffered) < length:
+        chunk = conn.recv(65536)
+        assert chunk, "closed before the whole body"
+        buffered += chunk
+    body = bytes(buffered[:length])
+    del buffered[:length]
+    return head, body
+
+
+def test_pipelined_requests_are_answered_in_order(served: AppServer) -> None:
+    requests_sent = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 24\r\n\r\n{"scenario": "success"}\n'
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    buffered = bytearray()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(requests_sent)  # all four before any answer
+        answers = [_read_response(conn, buffered) for _ in range(4)]
+    statuses = [head.split(b" ", 2)[1] for head, _ in answers]
+    assert statuses == [b"200", b"404", b"201", b"200"]
+    assert json.loads(answers[2][1])["scenario"] == "success"
+    assert not buffered
+
+
+def test_http_1_0_is_closed_after_its_answer_unless_it_asks_for_keep_alive(
+    served: AppServer,
+) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        reply = _read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nConnection: close\r\n" in reply
+    assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {"status": "ok"}
+
+    buffered = bytearray()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        for _ in range(2):  # the same connection twice
+            conn.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            head, body = _read_response(conn, buffered)
+            assert b"\r\nConnection: keep-alive" in head
+            assert json.loads(body) == {"status": "ok"}
+
+
+def test_a_response_without_a_length_is_sent_in_chunks(bare: AppServer) -> None:
+    with socket.create_connection(("127.0.0.1", bare.port), timeout=10) as conn:
+        conn.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, _, body = _read_until_closed(conn).partition(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert b"Content-Length" not in head
+    # the empty piece is skipped: an empty chunk would end the body
+    assert body == b"3\r\none\r\n5\r\nthree\r\n0\r\n\r\n"
+    # HTTP/1.0 has no chunks: the body runs to the close
+    with socket.create_connection(("127.0.0.1", bare.port), timeout=10) as conn:
+        conn.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
+        head, _, body = _read_until_closed(conn).partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head
+    assert body == b"onethree"
+    assert requests.get(bare.url + "/stream", timeout=5).text == "onethree"
+
+
+def test_answers_carry_date_and_server_and_a_204_no_body(bare: AppServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", bare.port, timeout=5)
+    try:
+        conn.request("DELETE", "/nothing")
+        response = conn.getresponse()
+        assert response.status == 204 and response.read() == b""
+        assert response.getheader("Server") == "tiw-emulator"
+        assert response.getheader("Content-Length") is None
+        sent = email.utils.parsedate_to_datetime(response.getheader("Date", ""))
+        assert abs((sent - datetime.now(UTC)).total_seconds()) < 60
+        conn.request("POST", "/echo", body=b"\x1f\x8b gzip-looking bytes, passed as sent")
+        echoed = conn.getresponse()
+        assert echoed.read() == b"\x1f\x8b gzip-looking bytes, passed as sent"
+    finally:
+        conn.close()
+
+
+def test_head_gets_the_length_and_no_body(served: AppServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        got = conn.getresponse()
+        body = got.read()
+        conn.request("HEAD", "/healthz")
+        head = conn.getresponse()
+        assert head.status == 200 and head.read() == b""
+        assert head.getheader("Content-Length") == str(len(body))
+        conn.request("GET", "/healthz")  # the connection is still in step
+        assert json.loads(conn.getresponse().read()) == {"status": "ok"}
+    finally:
+        conn.close()
+
+
+def test_a_long_signed_query_is_served(served: AppServer) -> None:
+    r = requests.get(served.url + "/healthz", params={"Signature": "s" * 30_000}, timeout=5)
+    assert r.status_code == 200
+
+
+def test_the_rest_of_a_refused_body_is_drained_so_the_client_reads_the_413(
+    served: AppServer,
+) -> None:
+    """The client goes on sending after the early 413: it still reads the answer, not a reset."""
+    head = b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(head + b" " * 2_000_000)
+        reply = _read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["code"] == "payload_too_large"
+
+
+def test_an_idle_keep_alive_connection_is_closed(
+    monkeypatch: pytest.MonkeyPatch, served: AppServer
+) -> None:
+    monkeypatch.setattr(server_module, "KEEPALIVE_S", 0.2)
+    buffered = bytearray()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        _read_response(conn, buffered)
+        assert conn.recv(1) == b""  # closed by the server (a timeout here would raise)
