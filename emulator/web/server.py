@@ -84,6 +84,8 @@ _ENVIRON_KEYS_MAX = 512
 
 def _environ_key(name: bytes) -> str:
     key = name.decode("latin-1").upper().replace("-", "_")
+    if key == "TRANSFER_ENCODING":
+        return ""  # the body is read whole: CONTENT_LENGTH says its size
     if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         key = "HTTP_" + key
     if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_MAX:
@@ -106,17 +108,24 @@ def _bad_request(reason: str) -> Refused:
 class Serving:
     """What every connection of one AppServer shares."""
 
-    def __init__(self, app: Flask, pool: ThreadPoolExecutor, port: int, limit: int) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        loop: asyncio.AbstractEventLoop,
+        pool: ThreadPoolExecutor,
+        port: int,
+        limit: int,
+    ) -> None:
         self.wsgi_app = app.wsgi_app
+        self.loop = loop
         self.pool = pool
         self.port = str(port)
         self.limit = limit
         self.max_body = limit + BODY_SLACK_BYTES
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.connections: set[HttpConnection] = set()
         self.streams: set[asyncio.Task[None]] = set()  # responses being streamed
         self.stopping = False
-        self.all_closed: asyncio.Event | None = None
+        self.all_closed = asyncio.Event()
 
     def too_large(self) -> Refused:
         return Refused(
@@ -127,7 +136,7 @@ class Serving:
 
     def closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
-        if self.stopping and not self.connections and self.all_closed is not None:
+        if self.stopping and not self.connections:
             self.all_closed.set()
 
 
@@ -136,7 +145,6 @@ class HttpConnection(asyncio.Protocol):
 
     def __init__(self, serving: Serving) -> None:
         self.serving = serving
-        assert serving.loop is not None
         self.loop = serving.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -262,14 +270,13 @@ class HttpConnection(asyncio.Protocol):
         if len(name) + len(value) > MAX_HEADER_BYTES:  # never echoed: it may carry a token
             raise _bad_request(f"header line over {MAX_HEADER_BYTES} bytes")
         key = _ENVIRON_KEYS.get(name) or _environ_key(name)
-        text = value.decode("latin-1")
         environ = self.environ
         if key == "CONTENT_LENGTH":
             self.declared = int(value)  # the parser has checked its digits
         elif key in environ:
-            environ[key] = f"{environ[key]},{text}"
-        else:
-            environ[key] = text
+            environ[key] = f"{environ[key]},{value.decode('latin-1')}"
+        elif key:
+            environ[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -482,11 +489,10 @@ class AppServer:
         self._sock.setblocking(False)
         self.port = int(self._sock.getsockname()[1])
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiw-http")
-        limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
-        self._serving = Serving(app, self._pool, self.port, limit)
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_interrupts)
-        self._serving.loop = self._loop
+        limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
+        self._serving = Serving(app, self._loop, self._pool, self.port, limit)
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
         self._listener: asyncio.Server | None = None
@@ -514,7 +520,6 @@ class AppServer:
         if self._listener is not None:
             self._listener.close()
         serving.stopping = True
-        serving.all_closed = asyncio.Event()
         for conn in list(serving.connections):
             conn.shut()
         if serving.connections:
