@@ -19,7 +19,7 @@ import pytest
 import requests
 from flask import Flask, Response, request
 
-from emulator.web import server as server_module
+from emulator.web import connection
 from emulator.web.app import create_app, get_emulator
 from emulator.web.server import AppServer
 
@@ -252,7 +252,8 @@ INTERRUPTED_REQUEST = """
 import contextlib, sys, threading
 import requests
 from emulator.web.app import create_app, get_emulator
-from emulator.web.server import AppServer, HttpConnection
+from emulator.web.connection import HttpConnection
+from emulator.web.server import AppServer
 
 app = create_app({"db": ":memory:"})
 server = AppServer(app)
@@ -450,7 +451,7 @@ def test_the_rest_of_a_refused_body_is_drained_so_the_client_reads_the_413(
 def test_an_idle_keep_alive_connection_is_closed(
     monkeypatch: pytest.MonkeyPatch, served: AppServer
 ) -> None:
-    monkeypatch.setattr(server_module, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(connection, "KEEPALIVE_S", 0.2)
     buffered = bytearray()
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
