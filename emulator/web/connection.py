@@ -251,6 +251,8 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes = 0
         parser = self.parser
         environ = self.environ
+        # when the bytes ending the head were read (loop.time() is time.monotonic())
+        environ[wsgi_bridge.RECEIVED_KEY] = self.last_active
         method = parser.get_method()
         environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("latin-1")
         version = parser.get_http_version()
