@@ -5,11 +5,11 @@ Why this server and not aiohttp's (measured on the 2-core dev machine, interleav
 before it; docs/benchmarks.md, "A lean HTTP server on httptools", has the tables): importing
 aiohttp for its server cost ~120 ms of start-up (its client half builds two TLS contexts at
 import), which made start-up 1.41x the first release's; without it `import emulator.web.server`
-takes 124-172 ms against 240-383 ms and start-up is 0.94-1.00x the first release's (0.70x the
-aiohttp tree's). Per request, the loop thread costs 40-53 µs against 77-83 for `GET /healthz`,
-50-53 against 107-120 per ad-hoc event and 60-80 against 137-147 per created task, 50 keep-alive
-clients; the process as a whole 110-143 against 150-160, 380-410 against 453-500 and 777-863
-against 847-853 µs (medians of three interleaved rounds, three runs, load 1.5-7).
+takes 124-172 ms against 240-383 ms and start-up is 0.92-1.06x the first release's (0.70-0.72x
+the aiohttp tree's). Per request with 50 keep-alive clients (medians of interleaved rounds, four
+sets at load 1.5-8), the loop thread costs 40-60 µs against 77-100 for `GET /healthz`, 50-60
+against 107-157 per ad-hoc event and 60-80 against 137-180 per created task; the whole process
+110-163 against 150-197, 380-473 against 453-617 and 777-927 against 847-1,037 µs.
 
 The app runs on a thread pool (`wsgi_bridge`): an ad-hoc event holds its thread until its
 callback is answered and a dashboard stream (at most 4) holds one while open, so 16 threads.
