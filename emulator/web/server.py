@@ -6,8 +6,8 @@ before it; docs/benchmarks.md, "A lean HTTP server on httptools", has the tables
 aiohttp for its server cost ~120 ms of start-up (its client half builds two TLS contexts at
 import), which made start-up 1.41x the first release's; without it `import emulator.web.server`
 takes 124-172 ms against 240-383 ms and start-up is 0.92-1.06x the first release's (0.70-0.72x
-the aiohttp tree's). Per request with 50 keep-alive clients (medians of interleaved rounds, four
-sets at load 1.5-8), the loop thread costs 40-60 µs against 77-100 for `GET /healthz`, 50-60
+the aiohttp tree's). Per request with 50 keep-alive clients (medians of interleaved rounds, five
+sets at load 1.5-8), the loop thread costs 37-60 µs against 77-100 for `GET /healthz`, 50-60
 against 107-157 per ad-hoc event and 60-80 against 137-180 per created task; the whole process
 110-163 against 150-197, 380-473 against 453-617 and 777-927 against 847-1,037 µs.
 
