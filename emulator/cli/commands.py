@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from emulator.web.server import AppServer
 
     settings = settings_from_args(args)
-    pinned = cpu.pin(settings.cpu)  # before any thread starts: threads inherit it
+    pinned = cpu.tune(settings.cpu)  # before any thread starts: threads inherit the CPU
     try:
         app = create_app(settings)
     except StorageError as err:

@@ -1,4 +1,5 @@
-"""`serve --cpu`: keep the serving process on one CPU (the default where the OS allows it).
+"""How `serve` tunes its process: one CPU (`--cpu`, the default where the OS allows it) and a
+short GIL switch interval.
 
 Why: the emulator is one CPython process, so its threads (the HTTP loop, the app's request
 threads, the delivery loop, the store's writer) take turns holding the GIL and together use at
@@ -20,10 +21,26 @@ side (shared mode on one machine) spread over the CPUs instead of all landing on
 from __future__ import annotations
 
 import os
+import sys
 
 from emulator.core.errors import InvalidInput
 
 AUTO, ANY = "auto", "any"
+# How long a thread holding the GIL runs before a waiting one gets it (CPython's default: 5 ms).
+# The delivery thread waits for the GIL after every socket call, so behind 16 busy request threads
+# a due callback waited up to 5 ms per hop: a callback due 100 ms after its trigger arrived late
+# by p99 117 ms under full load (the peer harness's sat100); with 1 ms, 64 ms (medians of
+# interleaved runs on the shared 2-core machine, load 4), creation rate unchanged; 0.5 and 0.2 ms
+# measured no better (docs/benchmarks.md, "Front door, second round"). Only `serve` sets it,
+# for its own process: the pytest plugin's server runs in the caller's process.
+SWITCH_INTERVAL_S = 0.001
+
+
+def tune(setting: str | int) -> int | None:
+    """Tune this process for serving: the switch interval, then `pin`; returns the CPU."""
+    if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return pin(setting)
 
 
 def parse(value: str | int) -> str | int:

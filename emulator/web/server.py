@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,14 +51,6 @@ from emulator.web.connection import HttpConnection, Serving
 # dashboard stream (at most 4) holds one; 16 leaves 12 for the API with every stream open.
 DEFAULT_THREADS = 16
 STOP_GRACE_S = 2.0  # answers in progress when stop() comes get this long
-# How long a thread holding the GIL runs before a waiting one gets it (CPython's default: 5 ms).
-# The delivery thread waits for the GIL after every socket call, so behind 16 busy request threads
-# a due callback waited up to 5 ms per hop: a callback due 100 ms after its trigger arrived late
-# by p99 117 ms under full load (the peer harness's sat100); with 1 ms, 64 ms (medians of
-# interleaved runs on the shared 2-core machine, load 4), creation rate unchanged; 0.5 and 0.2 ms
-# measured no better (docs/benchmarks.md, "Front door, second round"). Set when serving starts,
-# for the whole process (only ever lowered).
-SWITCH_INTERVAL_S = 0.001
 
 
 def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -138,8 +129,6 @@ class AppServer:
 
     def serve_forever(self) -> None:
         """Serve until stop() (or Ctrl-C in the foreground); sockets are closed on the way out."""
-        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
         asyncio.set_event_loop(self._loop)
         self._main = self._loop.create_task(self._serve())
         try:
