@@ -62,7 +62,7 @@ def load_harness(path: Path, n: int) -> Any:
     harness.EMU_FAN_TASKS = max(1, n // 5)
     harness.PHASES = [(p[0], p[1], scaled(p[2]), *p[3:]) for p in harness.PHASES]
     harness.EMU_PHASES = [(p[0], p[1], scaled(p[2]), *p[3:]) for p in harness.EMU_PHASES]
-    harness.EMU_BIN = os.environ.get("XEMU") or str(Path(sys.executable).parent / "tiw-emulator")
+    harness.EMU_BIN = str(Path(sys.executable).parent / "tiw-emulator")
     return harness
 
 
