@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -193,11 +194,20 @@ class Container:
         flags = env_flags(env or {})
         return run("buildah", "run", "--isolation", "chroot", *flags, self.name, "--", *argv).stdout
 
-    def first_line(self, timeout: float = 60) -> str:
-        try:
-            return self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no start-up line within {timeout}s") from None
+    def line_with(self, text: str, timeout: float = 60) -> str:
+        """The first line containing `text`. The container's stdout and stderr reach this one
+        pipe through buildah, so their lines may come in either order (stderr's bind warning
+        has come before stdout's start-up line)."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line with {text!r} within {timeout}s: {seen}") from None
+            seen.append(line)
+            if text in line:
+                return line
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -257,7 +267,7 @@ def test_image_builds_and_serves_one_task_end_to_end(built: Built) -> None:
             },
         )
         try:
-            line = container.first_line()
+            line = container.line_with("listening on")
             found = re.search(r"listening on http://0\.0\.0\.0:(\d+) \(beyond loopback", line)
             assert found, f"the start-up line does not say it binds beyond loopback: {line!r}"
             port = found.group(1)
