@@ -145,9 +145,13 @@ class SQLiteStore(WriteBehind, SharedQueries):
         """Run `statements` in one transaction, after every queued write (keeps the order)."""
         with self._lock:
             self._writes.flush_locked()
-            result = self._guard(lambda: _transaction(self._conn, statements), write=True)
-            self._sync_error = None
-            return result
+            return self._transact(statements)
+
+    def _transact(self, statements: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `statements` in one transaction now; called under the lock."""
+        result = self._guard(lambda: _transaction(self._conn, statements), write=True)
+        self._sync_error = None  # the database takes writes again
+        return result
 
     def _guard(self, fn: Callable[[], Any], *, write: bool = False) -> Any:
         try:
@@ -262,8 +266,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
             # tasks already stored, which a new task's rows neither read nor touch, and the
             # writer commits them within its interval. Flushing them here cost a second
             # transaction per creation batch.
-            self._guard(lambda: _transaction(self._conn, run), write=True)
-            self._sync_error = None
+            self._transact(run)
         except Exception as exc:  # the transaction failed: none of them is stored
             for creation in batch:
                 creation.done, creation.error = True, exc
@@ -376,7 +379,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
                 for table in RESET_TABLES:
                     conn.execute(f"DELETE FROM {table}")
 
-            self._guard(lambda: _transaction(self._conn, run), write=True)
+            self._transact(run)
 
     # -- for tests and tooling -----------------------------------------------------------------
     def explain(self, sql: str, args: Sequence[Any] = ()) -> list[str]:
