@@ -225,3 +225,21 @@ def test_readme_acknowledgement_section_states_the_rule() -> None:
 def innermost_choices(parser: Any) -> list[str]:
     [sub] = [a for a in parser._actions if a.dest == "command"]
     return list(sub.choices)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`tiw-emulator scenarios | head -3`: the pipe closes before the list is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "emulator.cli", "scenarios"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -170,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatabaseBusy, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left early (`tiw-emulator scenarios | head`): no traceback, and none at
+        # exit either when Python flushes stdout (the recipe in the `signal` module's docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
