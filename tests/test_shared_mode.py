@@ -48,8 +48,17 @@ def _create_round_robin(procs: list[Served], count: int) -> list[dict[str, Any]]
         if not hasattr(local, "http"):
             local.http = requests.Session()
             local.http.trust_env = False
-        url = procs[n % len(procs)].url
-        reply = local.http.post(f"{url}/api/tasks", json={"scenario": "success"}, timeout=60)
+        proc = procs[n % len(procs)]
+        try:
+            reply = local.http.post(
+                f"{proc.url}/api/tasks", json={"scenario": "success"}, timeout=60
+            )
+        except requests.ConnectionError as exc:  # show what the server said, and if it lives
+            status = proc.proc.poll()
+            raise AssertionError(
+                f"{exc}; the server {'exited ' + str(status) if status is not None else 'runs'}"
+                f", its stderr ends: {proc.stderr()[-3000:]}"
+            ) from exc
         assert reply.status_code == 201, reply.text
         return dict(reply.json())
 

@@ -10,13 +10,13 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pgserver import PASSWORD
-from polling import wait_until
 from records import a_task, an_event
 
 from emulator.core.config import Settings
@@ -439,39 +439,40 @@ def _new_task(n: int, room_id: int, task_id: str | None = None) -> NewTask:
     return a_task(task_id or f"group{n:015d}", room_id, n, events=[an_event()])
 
 
-def test_creations_queued_together_commit_together_and_fail_alone(tmp_path: Path) -> None:
-    """Creations that queue while the store is busy share one transaction (group commit); a
-    taken room or TaskId refuses only its own creation, the others are stored."""
+def test_creations_arriving_together_fail_alone(tmp_path: Path) -> None:
+    """Creations announced together share one transaction (group commit, tests/
+    test_group_commit.py); a taken room or TaskId refuses only its own creation, the others are
+    stored with their events' ids."""
     store = SQLiteStore(str(tmp_path / "group.db"))
+    first = _new_task(1, 501)
     tasks = [
-        _new_task(1, 501),
         _new_task(2, 502),
-        _new_task(3, 501),  # the same room as task 1, still unfinished: refused
-        _new_task(4, 503, task_id="group000000000000001"),  # task 1's TaskId: refused
+        _new_task(3, 501),  # the same room as the first task, still unfinished: refused
+        _new_task(4, 503, task_id=first.task_id),  # the first task's TaskId: refused
         _new_task(5, 504),
     ]
+    everyone_in = threading.Barrier(len(tasks))
+
+    def create(task: NewTask) -> None:
+        with store.creating():
+            everyone_in.wait(10)
+            store.insert_task(task, now=0.5)
+
     outcomes: dict[int, str] = {}
     try:
-        with ThreadPoolExecutor(len(tasks)) as pool, store._lock:  # busy: every creation queues
-            futures = {
-                n: pool.submit(store.insert_task, task, now=0.5) for n, task in enumerate(tasks)
-            }
-            wait_until(lambda: len(store._creations) == len(tasks), "every creation to queue")
+        store.insert_task(first, now=0.5)
+        with ThreadPoolExecutor(len(tasks)) as pool:
+            futures = {n: pool.submit(create, task) for n, task in enumerate(tasks)}
         for n, future in futures.items():
             error = future.exception(timeout=10)
             outcomes[n] = "stored" if error is None else type(error).__name__
-        assert outcomes == {
-            0: "stored",
-            1: "stored",
-            2: "RoomTaken",
-            3: "DuplicateTaskId",
-            4: "stored",
-        }
+        assert outcomes == {0: "stored", 1: "RoomTaken", 2: "DuplicateTaskId", 3: "stored"}
         stored = store.list_tasks(TaskFilter(), now=0.5, limit=10, offset=0)[0]
-        assert sorted(r["task_id"] for r in stored) == sorted(tasks[n].task_id for n in (0, 1, 4))
-        for n in (0, 1, 4):
-            events = store.task_events(tasks[n].task_id, 10)
-            assert [e["id"] for e in events] == [tasks[n].events[0].id]
-        assert store.task_events("group000000000000003", 10) == []
+        kept = [first, tasks[0], tasks[3]]
+        assert sorted(r["task_id"] for r in stored) == sorted(t.task_id for t in kept)
+        for task in kept:
+            events = store.task_events(task.task_id, 10)
+            assert [e["id"] for e in events] == [task.events[0].id]
+        assert store.task_events(tasks[1].task_id, 10) == []
     finally:
         store.close()

@@ -224,29 +224,30 @@ class Emulator(QAControls, SharedChanges):
         waited in the server before it got here; the task is created as of its arrival, so a
         callback due 100 ms after creation is due 100 ms after the request came in, however
         busy the server was (the clock's `ago`)."""
-        sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
-        callback_url = validate_callback_url(callback_url)
-        seed = seed if seed is not None else self._draw(lambda r: r.getrandbits(32))
-        pick_room = room_id is None
-        for _ in range(100):  # a drawn room or TaskId that is taken: draw again
-            room: int = room_id if room_id is not None else self._draw(_random_room)
-            group = group_id if group_id is not None else str(room)
-            chosen = self._pick_scenario(scenario, room, group, sdk_app_id)
-            task, plan = self._plan(chosen, params, room, group, sdk_app_id, seed, waited_s)
-            task.callback_url, task.source, task.request_id = callback_url, source, request_id
-            for event in task.events:
-                event.callback_url = callback_url
-            try:
-                self._insert(task, plan.created_at)
-            except RoomTaken as busy:
-                if pick_room:
+        with self.store.creating():  # creations arriving together share one commit
+            sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
+            callback_url = validate_callback_url(callback_url)
+            seed = seed if seed is not None else self._draw(lambda r: r.getrandbits(32))
+            pick_room = room_id is None
+            for _ in range(100):  # a drawn room or TaskId that is taken: draw again
+                room: int = room_id if room_id is not None else self._draw(_random_room)
+                group = group_id if group_id is not None else str(room)
+                chosen = self._pick_scenario(scenario, room, group, sdk_app_id)
+                task, plan = self._plan(chosen, params, room, group, sdk_app_id, seed, waited_s)
+                task.callback_url, task.source, task.request_id = callback_url, source, request_id
+                for event in task.events:
+                    event.callback_url = callback_url
+                try:
+                    self._insert(task, plan.created_at)
+                except RoomTaken as busy:
+                    if pick_room:
+                        continue
+                    raise RoomBusy(room, sdk_app_id, busy.task_id) from None
+                except DuplicateTaskId:
                     continue
-                raise RoomBusy(room, sdk_app_id, busy.task_id) from None
-            except DuplicateTaskId:
-                continue
-            break
-        else:  # pragma: no cover - 100 collisions in a row
-            raise InvalidState("could not find a free room or TaskId")
+                break
+            else:  # pragma: no cover - 100 collisions in a row
+                raise InvalidState("could not find a free room or TaskId")
         self.engine.schedule(_outgoing_of(task))
         return self._created_view(task, plan, dict(params or {}))
 

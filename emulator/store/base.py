@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -126,6 +127,11 @@ class Store(Protocol):
     def set_app_callback(self, sdk_app_id: int, url: str | None) -> None: ...
 
     # tasks and their events
+    def creating(self) -> AbstractContextManager[None]:
+        """Around a task's creation, from planning to `insert_task`: creations that arrive
+        together may then share one commit (a store without group commit does nothing)."""
+        ...
+
     def insert_task(self, task: NewTask, *, now: float) -> None:
         """Insert atomically, refusing with RoomTaken while the room has an unfinished task."""
         ...

@@ -386,6 +386,9 @@ class PostgresStore(SharedPostgres, WriteBehind, SharedQueries):
         self._write(run)
 
     # -- tasks and events --------------------------------------------------------------------
+    def creating(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # each creation is its own transaction (a round trip)
+
     def insert_task(self, task: NewTask, *, now: float) -> None:
         def run(conn: Conn) -> None:
             for event in task.events:

@@ -31,6 +31,7 @@ from emulator.store.base import (
     TaskFilter,
     rows_to_page,
 )
+from emulator.store.group import GroupCommit
 from emulator.store.migrations import migrate
 from emulator.store.owner import OwnerLock
 from emulator.store.queries import SharedQueries
@@ -108,8 +109,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
             self._commit_batch, lock=self._lock, max_pending=max_pending, on_committed=self._notify
         )
         self._since_prune = 0
-        self._creations: list[_Creation] = []  # tasks waiting for a group commit
-        self._creations_lock = threading.Lock()
+        self._creations: GroupCommit[tuple[NewTask, float]] = GroupCommit(self._commit_creations)
         self._sync_error: str | None = (
             None  # the last refused synchronous write, until one succeeds
         )
@@ -230,34 +230,26 @@ class SQLiteStore(WriteBehind, SharedQueries):
         self._write(lambda c: c.execute(sql, args))
 
     # -- tasks and events --------------------------------------------------------------------
+    def creating(self) -> contextlib.AbstractContextManager[None]:
+        return self._creations.announced()
+
     def insert_task(self, task: NewTask, *, now: float) -> None:
         """Insert a task with its plan and events, committed before this returns.
 
-        Group commit: creations that arrive while another holds the lock queue up, and whoever
-        takes the lock next commits every queued one in one transaction (a taken room or TaskId
-        fails only its own creation: both are checked before any of its rows is written). Under
-        50 concurrent creators a commit (~60 µs of WAL writes, more than the rows themselves) is
-        shared by several tasks; alone, a creation costs what it did.
+        Group commit (`group.py`): the creations announced by `creating()` that arrive together
+        share one transaction (a taken room or TaskId fails only its own creation: both are
+        checked before any of its rows is written).
         """
-        mine = _Creation(task, now)
-        with self._creations_lock:
-            self._creations.append(mine)
-        with self._lock:
-            if not mine.done:
-                with self._creations_lock:
-                    batch, self._creations = self._creations, []
-                self._commit_creations(batch)
-        if mine.error is not None:
-            raise mine.error
+        self._creations.submit((task, now))
 
-    def _commit_creations(self, batch: list[_Creation]) -> None:
-        """Commit queued creations in one transaction; called under the lock."""
-        refused: dict[int, Exception] = {}
+    def _commit_creations(self, batch: list[tuple[NewTask, float]]) -> list[BaseException | None]:
+        """Commit creations in one transaction: for each, None or what refused it."""
+        refused: list[BaseException | None] = [None] * len(batch)
 
         def run(conn: sqlite3.Connection) -> None:
-            for n, creation in enumerate(batch):
+            for n, (task, now) in enumerate(batch):
                 try:
-                    _insert_task(conn, creation.task, creation.now)
+                    _insert_task(conn, task, now)
                 except (RoomTaken, DuplicateTaskId) as exc:
                     refused[n] = exc  # refused before any of its rows was written
 
@@ -266,13 +258,11 @@ class SQLiteStore(WriteBehind, SharedQueries):
             # tasks already stored, which a new task's rows neither read nor touch, and the
             # writer commits them within its interval. Flushing them here cost a second
             # transaction per creation batch.
-            self._transact(run)
+            with self._lock:
+                self._transact(run)
         except Exception as exc:  # the transaction failed: none of them is stored
-            for creation in batch:
-                creation.done, creation.error = True, exc
-            return
-        for n, creation in enumerate(batch):
-            creation.done, creation.error = True, refused.get(n)
+            return [exc] * len(batch)
+        return refused
 
     def unfinished_task(self, room_id: int, sdk_app_id: int, now: float) -> str | None:
         rows = self._read(SQL_ROOM_BUSY, (room_id, sdk_app_id, now))
@@ -438,17 +428,6 @@ def _transaction(conn: sqlite3.Connection, statements: Callable[[sqlite3.Connect
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-
-
-class _Creation:
-    """A task waiting to be committed (`done` is read and set under the store's lock)."""
-
-    __slots__ = ("done", "error", "now", "task")
-
-    def __init__(self, task: NewTask, now: float) -> None:
-        self.task, self.now = task, now
-        self.done = False
-        self.error: Exception | None = None
 
 
 def _insert_task(conn: sqlite3.Connection, task: NewTask, now: float) -> None:

@@ -1,0 +1,133 @@
+"""Group commit: the task creations that arrive together share one transaction.
+
+A creation is announced when its planning starts (`announced()`, around the whole creation) and
+submitted when its rows are ready (`submit`, which returns once they are committed). The first
+to submit while no commit runs leads: it waits until every announced creation has submitted (at
+most `wait_s`, at most `max_size` in one batch), commits the batch through `commit`, and wakes
+the others. A creation that was not announced, or that leaves without submitting (refused
+before its insert), never holds a commit back beyond `wait_s`.
+
+Why wait at all (measured with 50 keep-alive clients creating one-callback tasks over HTTP, the
+SQLite store, 2-core dev machine, three rounds each): a creation's commit writes ~15 WAL frames
+(the task, its plan and event rows and their 10 indexes), ~200 µs of CPU alone and no cheaper
+for one task than for ten. Committing whatever was queued when the lock came free gave batches
+of 1.6 on average, since the other creators were still planning; waiting up to 1 ms for the
+announced ones gives 3.1, and the process's CPU per created task went from 947 to 803 µs
+(970 -> 1,116 tasks/s). Waiting 3 ms gave the same as 1 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+# commit(items) -> for each item None (committed) or the exception that refused it
+Commit = Callable[[list[T]], list[BaseException | None]]
+
+DEFAULT_WAIT_S = 0.001
+DEFAULT_MAX_SIZE = 64
+
+
+class Interrupted(Exception):
+    """The commit that carried this item was interrupted (its leader's thread was stopped)."""
+
+
+class _Entry(Generic[T]):
+    __slots__ = ("done", "error", "item")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[T]):
+    """Batches concurrent submissions into one `commit` call; safe to share between threads."""
+
+    def __init__(
+        self,
+        commit: Commit[T],
+        *,
+        wait_s: float = DEFAULT_WAIT_S,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        self._commit = commit
+        self._wait_s = wait_s
+        self._max_size = max_size
+        mutex = threading.Lock()
+        self._arrived = threading.Condition(mutex)  # the leader waits for announced creations
+        self._committed = threading.Condition(mutex)  # the others wait for their batch
+        self._queue: list[_Entry[T]] = []
+        self._announced = 0  # announced and not yet submitted (or gone)
+        self._leading = False
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def announced(self) -> Iterator[None]:
+        """Around a creation: a submit is coming from this thread (nested calls count once)."""
+        local = self._local
+        if getattr(local, "announced", None) is not None:
+            yield
+            return
+        with self._arrived:
+            self._announced += 1
+        local.announced = True
+        try:
+            yield
+        finally:
+            if local.announced:  # left without submitting: nobody should wait for it
+                with self._arrived:
+                    self._announced -= 1
+                    self._arrived.notify()
+            local.announced = None
+
+    def submit(self, item: T) -> None:
+        """Commit `item` with whatever else is ready; raises what refused it."""
+        entry = _Entry(item)
+        with self._arrived:
+            local = self._local
+            if getattr(local, "announced", None):
+                local.announced = False  # a retry after a refusal is not waited for
+                self._announced -= 1
+            self._queue.append(entry)
+            self._arrived.notify()  # a leader may be waiting for this one
+        while True:
+            with self._arrived:
+                while self._leading and not entry.done:
+                    self._committed.wait()
+                if entry.done:
+                    break
+                batch = self._lead()
+            self._run(batch)  # this entry is in it unless over max_size were queued before it
+        if entry.error is not None:
+            raise entry.error
+
+    def _lead(self) -> list[_Entry[T]]:
+        """Wait (bounded) for the announced creations; take the batch. Called holding the mutex."""
+        self._leading = True
+        deadline = time.monotonic() + self._wait_s
+        while self._announced > 0 and len(self._queue) < self._max_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.wait(left)
+        batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
+        return batch
+
+    def _run(self, batch: list[_Entry[T]]) -> None:
+        errors: list[BaseException | None] = [Interrupted()] * len(batch)
+        try:
+            errors = self._commit([entry.item for entry in batch])
+        finally:
+            with self._committed:
+                for entry, error in zip(batch, errors, strict=True):
+                    entry.done, entry.error = True, error
+                self._leading = False
+                self._committed.notify_all()
+
+
+__all__ = ["GroupCommit", "Interrupted"]
