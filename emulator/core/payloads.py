@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -94,6 +94,11 @@ def encode_planned_data(event_data: dict[str, Any]) -> str:
     differ (1e16 against 1e+16), so hand-written EventData (ad-hoc events) keeps `encode_data`.
     """
     return _encode(event_data).decode()
+
+
+def encode_params(params: Mapping[str, Any] | None) -> str:
+    """A task's params as stored (compact JSON; read back with json.loads)."""
+    return _encode(params or {}).decode()
 
 
 def encode_plan(plan: dict[str, Any]) -> str:

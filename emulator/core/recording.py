@@ -6,6 +6,7 @@ no globals, no wall clock, no I/O.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import math
@@ -66,19 +67,25 @@ class _FakerNames:
     (tests/test_recording.py compares them over thousands of seeds), without Faker's cost per
     call: its weighted choice copies a 700-1,000-entry weight table and accumulates it on every
     call, and its template and slug handling run several regex passes. That was ~300 us of a
-    created task's ~1 ms; this is ~15 us. The tables are Faker's, read once.
+    created task's ~1 ms; this is ~10 us: the weights are accumulated once, a weighted draw is
+    `Random.choices`' own bisection without its checks, and each user-name format is split into
+    its name tokens once, its # and ? passes run only for the formats that have them.
     """
 
     def __init__(self) -> None:
         from faker.providers.internet.en_US import Provider as Internet
         from faker.providers.person.en_US import Provider as Person
 
-        self.tables: dict[str, tuple[tuple[str, ...], list[float]]] = {}
+        self.tables: dict[str, tuple[tuple[str, ...], list[float], float, int]] = {}
         for name, table in (("last_name", Person.last_names), ("first_name", Person.first_names)):
             keys = tuple(table)
-            self.tables[name] = (keys, list(itertools.accumulate(table.values())))
+            cum = list(itertools.accumulate(table.values()))
+            self.tables[name] = (keys, cum, cum[-1] + 0.0, len(keys) - 1)
         self.formats = tuple(Internet.user_name_formats)
-        names = [k for keys, _ in self.tables.values() for k in keys]
+        # each format as its pieces (literal text, or a table name to draw from), and whether
+        # it has a # (a digit drawn) or a ? (a letter drawn)
+        self.parsed = tuple((tuple(_TOKEN.split(f)), "#" in f, "?" in f) for f in self.formats)
+        names = [k for keys, *_ in self.tables.values() for k in keys]
         # The shortcuts below hold for ASCII names without Faker's placeholder characters (true
         # of en_US): bothify then only sees the format's own # and ?, and Faker's slug and
         # ASCII steps only drop characters that _NON_ID_CHARS drops anyway.
@@ -87,13 +94,19 @@ class _FakerNames:
         )
 
     def draw(self, name: str, rnd: random.Random) -> str:
-        keys, cum = self.tables[name]
-        return rnd.choices(keys, cum_weights=cum)[0]  # what Faker's weighted element draws
+        """What Faker's weighted element draws: `rnd.choices(keys, cum_weights=cum)[0]`."""
+        keys, cum, total, hi = self.tables[name]
+        return keys[bisect.bisect(cum, rnd.random() * total, 0, hi)]
 
     def user_name(self, rnd: random.Random) -> str:
-        text = _TOKEN.sub(lambda m: self.draw(m.group(1), rnd), rnd.choice(self.formats))
-        text = "".join(str(rnd.randint(0, 9)) if c == "#" else c for c in text)  # numerify
-        return "".join(rnd.choice(string.ascii_letters) if c == "?" else c for c in text)  # lexify
+        pieces, digits, letters = rnd.choice(self.parsed)
+        # _TOKEN.split puts the token names at the odd places; drawn left to right, as sub does
+        text = "".join(self.draw(piece, rnd) if n % 2 else piece for n, piece in enumerate(pieces))
+        if digits:  # numerify
+            text = "".join(str(rnd.randint(0, 9)) if c == "#" else c for c in text)
+        if letters:  # lexify
+            text = "".join(rnd.choice(string.ascii_letters) if c == "?" else c for c in text)
+        return text
 
 
 @functools.cache

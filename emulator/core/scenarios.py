@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.resources
-import json
 import math
 import threading
 from collections.abc import Iterable, Mapping
@@ -14,6 +13,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from emulator.core import outcomes
@@ -241,6 +241,9 @@ PARAMS: dict[str, tuple[str, str]] = {
 # libyaml's safe loader where PyYAML has it (its wheels do): loading the built-in catalogue was
 # about half of start-up with the pure-Python one.
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# The resolved-overrides cache's key: the params' JSON with sorted keys (msgspec: 0.2 µs against
+# json.dumps' 4.6 for the four-key params of a task).
+_params_key = msgspec.json.Encoder(order="sorted", enc_hook=str).encode
 RESOLVED_CACHE = 256  # distinct params kept per scenario
 _RESOLVED_LOCK = threading.Lock()
 
@@ -255,7 +258,7 @@ class Scenario:
     source: str  # "builtin", a file path, or "api"
     # Resolved overrides, by their JSON: re-validating the same params for every task of a
     # run cost about 0.3 ms of each creation (deep copy and schema check).
-    _resolved: dict[str, Scenario] = dataclass_field(
+    _resolved: dict[bytes, Scenario] = dataclass_field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -266,7 +269,7 @@ class Scenario:
         """This scenario with flat per-task overrides applied; errors name `params.<name>`."""
         if not params:
             return self
-        key = json.dumps(params, sort_keys=True, default=str)
+        key = _params_key(params)
         cached = self._resolved.get(key)
         if cached is None:
             cached = self._apply(params)

@@ -6,7 +6,6 @@ them holds business rules of its own. Persistence goes through the `Store` inter
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import secrets
@@ -298,7 +297,7 @@ class Emulator(QAControls, SharedChanges):
             sdk_app_id=sdk_app_id,
             scenario=chosen.name,
             seed=seed,
-            params=json.dumps(dict(params or {})),
+            params=payloads.encode_params(params),
             callback_url=None,
             source="control",
             request_id=None,

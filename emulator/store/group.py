@@ -8,12 +8,13 @@ the others. A creation that was not announced, or that leaves without submitting
 before its insert), never holds a commit back beyond `wait_s`.
 
 Why wait at all (measured with 50 keep-alive clients creating one-callback tasks over HTTP, the
-SQLite store, 2-core dev machine, three rounds each): a creation's commit writes ~15 WAL frames
-(the task, its plan and event rows and their 10 indexes), ~200 µs of CPU alone and no cheaper
-for one task than for ten. Committing whatever was queued when the lock came free gave batches
-of 1.6 on average, since the other creators were still planning; waiting up to 1 ms for the
-announced ones gives 3.1, and the process's CPU per created task went from 947 to 803 µs
-(970 -> 1,116 tasks/s). Waiting 3 ms gave the same as 1 ms.
+SQLite store, 2-core dev machine, three interleaved rounds against the tree before): a creation
+writes ~15 WAL frames (the task, its plan and event rows and their 10 indexes); committed alone
+it costs 127-147 µs of CPU, in a batch of four 86-116 and of ten 77-95 µs per task (the store's
+commit called directly, sequential). Committing whatever was queued when the
+lock came free gave batches of 1.6 on average, since the other creators were still planning;
+waiting up to 1 ms for the announced ones gives 3.1, and the process's CPU per created task
+went 937 -> 807 µs (medians; 956 -> 1,107 tasks/s). Waiting 3 ms measured the same as 1 ms.
 """
 
 from __future__ import annotations
