@@ -96,10 +96,13 @@ def run(workdir: Path, progress: Progress, *, n: int = 3000) -> dict[str, Any]:
     try:
         for name in tools:
             progress(f"  {name}: harness phases, {n:,} triggers per saturation phase")
+            del harness.ERR_SAMPLES[:]  # the harness keeps the first failed requests here
             raw = harness.run_tool(recv, str(tmp), name, 0)
             out["tools"][name] = summarize(raw)
             if out["tools"][name]["errors"] or raw.get("log_errors"):
                 out["tools"][name]["log_tails"] = _log_tails(tmp, name)
+                out["tools"][name]["failed_requests"] = [str(e) for e in harness.ERR_SAMPLES]
+                progress(f"  {name}: requests failed, e.g. {harness.ERR_SAMPLES[:1]}")
     finally:
         recv.stop()
     return out
