@@ -64,18 +64,25 @@ def test_announced_creations_share_one_commit() -> None:
     assert [sorted(batch) for batch in commits.batches] == [["a", "b"]]
 
 
-def test_a_creation_that_leaves_without_submitting_is_not_waited_for() -> None:
-    commits = Recorder()
-    group: GroupCommit[str] = GroupCommit(commits, wait_s=LONG_S)
+def _planning(group: GroupCommit[str]) -> tuple[threading.Thread, threading.Event]:
+    """A creation announced and still planning, until the event returned is set (then it leaves
+    without submitting, as one refused before its insert does)."""
     announced, leave = threading.Event(), threading.Event()
 
-    def refused_before_insert() -> None:
+    def plan() -> None:
         with group.announced():
             announced.set()
             leave.wait(JOIN_S)
 
-    gone = _thread(refused_before_insert)
+    thread = _thread(plan)
     assert announced.wait(JOIN_S)
+    return thread, leave
+
+
+def test_a_creation_that_leaves_without_submitting_is_not_waited_for() -> None:
+    commits = Recorder()
+    group: GroupCommit[str] = GroupCommit(commits, wait_s=LONG_S)
+    gone, leave = _planning(group)
     submitter = _thread(lambda: group.submit("b"))
     leave.set()
     _joined(gone, submitter)
@@ -85,15 +92,7 @@ def test_a_creation_that_leaves_without_submitting_is_not_waited_for() -> None:
 def test_the_wait_for_announced_creations_is_bounded() -> None:
     commits = Recorder()
     group: GroupCommit[str] = GroupCommit(commits, wait_s=0.05)
-    announced, leave = threading.Event(), threading.Event()
-
-    def slow_planner() -> None:
-        with group.announced():
-            announced.set()
-            leave.wait(JOIN_S)
-
-    planner = _thread(slow_planner)
-    assert announced.wait(JOIN_S)
+    planner, leave = _planning(group)
     submitter = _thread(lambda: group.submit("b"))
     _joined(submitter)  # committed while the planner still plans
     assert commits.batches == [["b"]]
