@@ -11,10 +11,10 @@ Why wait at all (measured with 50 keep-alive clients creating one-callback tasks
 SQLite store, 2-core dev machine, three interleaved rounds against the tree before): a creation
 writes ~15 WAL frames (the task, its plan and event rows and their 10 indexes); committed alone
 it costs 127-147 µs of CPU, in a batch of four 86-116 and of ten 77-95 µs per task (the store's
-commit called directly, sequential). Committing whatever was queued when the
-lock came free gave batches of 1.6 on average, since the other creators were still planning;
-waiting up to 1 ms for the announced ones gives 3.1, and the process's CPU per created task
-went 937 -> 807 µs (medians; 956 -> 1,107 tasks/s). Waiting 3 ms measured the same as 1 ms.
+commit called directly, sequential). Committing whatever was queued when the lock came free gave
+batches of 1.6 on average, since the other creators were still planning; waiting up to 1 ms for
+the announced ones gives 3.1, and the process's CPU per created task went 937 -> 807 µs
+(medians; 956 -> 1,107 tasks/s). Waiting 3 ms measured the same as 1 ms.
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ class GroupCommit(Generic[T]):
         return batch
 
     def _run(self, batch: list[_Entry[T]]) -> None:
-        errors: list[BaseException | None] = [Interrupted()] * len(batch)
+        errors: list[BaseException | None] = [Interrupted() for _ in batch]  # one each: raised
+        # in several threads at once, a shared instance would have its traceback rewritten
         try:
             errors = self._commit([entry.item for entry in batch])
         finally:
