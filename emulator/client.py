@@ -14,7 +14,7 @@ from urllib.parse import quote
 import msgspec
 import requests
 
-from emulator.core import models
+from emulator.core import models, parsing
 
 
 class EmulatorAPIError(Exception):
@@ -49,6 +49,7 @@ M = TypeVar("M")
 
 def _decode(model: type[M], raw: Any) -> M:
     """A server reply as its model; fields the model does not know (a newer server) ignored."""
+    parsing.decoder_for(model)  # the model's first use, safe from several threads at once
     value: M = msgspec.convert(raw, model)
     return value
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import msgspec
@@ -394,3 +397,54 @@ def test_every_field_of_every_body_and_query_with_odd_values_is_never_a_500() ->
         assert config.status_code == 200 and json.loads(config.get_data()) is not None
     finally:
         get_emulator(app).close()
+
+
+_FIRST_USE_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading
+    from typing import Optional
+    import msgspec
+    from emulator.core import parsing
+
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
+    ROUNDS, THREADS = int(sys.argv[1]), 16
+    RAW = b'{"x": 1, "inner": {"a": 2, "b": "q"}, "items": [{"a": 3}], "m": {"k": {"a": 4}}}'
+    for n in range(ROUNDS):
+        inner = msgspec.defstruct(f"Inner{n}", [("a", int), ("b", Optional[str], None)])
+        outer = msgspec.defstruct(
+            f"Outer{n}",
+            [("x", int), ("inner", Optional[inner], None), ("items", list[inner], []),
+             ("m", dict[str, inner], {})],
+        )
+        start = threading.Barrier(THREADS)
+
+        def use(k):
+            start.wait()
+            if k % 2:
+                parsing.decode_body(RAW, outer)
+            else:
+                parsing.convert({"x": 1, "inner": {"a": 2}}, outer)
+
+        threads = [threading.Thread(target=use, args=(k,)) for k in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    print("ok")
+    """
+)
+
+
+def test_a_models_first_use_from_many_threads_at_once_is_safe() -> None:
+    """msgspec fills a Struct type's field table on first use without a lock; 16 threads using a
+    new type at once crashed the process (SIGSEGV; a fresh `serve` under its first burst of
+    requests did). Run in a child process, so that a crash fails the test, not the session."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_USE_SCRIPT, "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "ok"

@@ -9,6 +9,7 @@ event_data, scenario documents) are walked so that their integers stay inside in
 from __future__ import annotations
 
 import re
+import threading
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from emulator.core.urls import CALLBACK_URL_PATTERN, CALLBACK_URL_RULE
 M = TypeVar("M")
 _INT64_MIN = -(2**63)
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+_first_use = threading.Lock()
 _encoder = msgspec.json.Encoder()
 # Bytes with every digit as "0" and everything else as " ": a run of 19 digits (int64's
 # length) is then one substring test, far cheaper than a regex or a walk of the parsed value.
@@ -48,11 +50,28 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def decode_body(raw: bytes, model: type[M]) -> M:
-    """A request body (empty means {}) as `model`; NaN, Infinity, lone surrogates refused."""
+def decoder_for(model: type[M]) -> msgspec.json.Decoder[M]:
+    """`model`'s JSON decoder, built on first use by one thread at a time.
+
+    Call it before any other msgspec use of a model (`convert` too). msgspec fills in a Struct
+    type's field table lazily, on its first use, without a lock of its own: two threads using a
+    new Struct type at once can crash the process (a segfault in msgspec's
+    `json_decode_struct_map_inner`, msgspec 0.22.0; seen on the first burst of requests to a
+    fresh `serve`, and reproduced by tests/test_models.py with new Struct types). Building the
+    decoder under a lock fills the tables of the model and of the Structs inside it first.
+    """
     decoder = _decoders.get(model)
     if decoder is None:
-        decoder = _decoders[model] = msgspec.json.Decoder(model)
+        with _first_use:
+            decoder = _decoders.get(model)
+            if decoder is None:
+                decoder = _decoders[model] = msgspec.json.Decoder(model)
+    return decoder
+
+
+def decode_body(raw: bytes, model: type[M]) -> M:
+    """A request body (empty means {}) as `model`; NaN, Infinity, lone surrogates refused."""
+    decoder = decoder_for(model)
     try:
         value: M = decoder.decode(raw if raw.strip() else b"{}")
     except msgspec.ValidationError as err:
@@ -92,6 +111,7 @@ def decode_object(raw: bytes) -> dict[str, Any]:
 
 def convert(data: Any, model: type[M], *, prefix: str = "") -> M:
     """A Python mapping (settings, a stored document) as `model`; errors name `prefix.field`."""
+    decoder_for(model)  # the model's first use, safely (see there)
     try:
         value: M = msgspec.convert(data, model)
     except msgspec.ValidationError as err:
@@ -110,6 +130,7 @@ def parse_query(args: Mapping[str, str], model: type[M]) -> M:
         for name in args:
             if len(getlist(name)) > 1:
                 raise InvalidInput(name, "is given more than once; give it once")
+    decoder_for(model)  # the model's first use, safely (see there)
     try:
         value: M = msgspec.convert(dict(args), model, strict=False)
     except msgspec.ValidationError as err:
