@@ -69,6 +69,16 @@ def decoder_for(model: type[M]) -> msgspec.json.Decoder[M]:
     return decoder
 
 
+def schema_components(
+    types_: tuple[Any, ...] | list[Any], *, ref_template: str
+) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    """`msgspec.json.schema_components`, each type's first use made safe first: msgspec's
+    inspection racing another thread's first decode of the same Struct crashes too."""
+    for model in types_:
+        decoder_for(model)
+    return msgspec.json.schema_components(types_, ref_template=ref_template)
+
+
 def decode_body(raw: bytes, model: type[M]) -> M:
     """A request body (empty means {}) as `model`; NaN, Infinity, lone surrogates refused."""
     decoder = decoder_for(model)

@@ -52,7 +52,7 @@ def _path(name: str, kind: str = "string") -> Schema:
 
 
 def _id_path(name: str) -> Schema:
-    (schema,), _ = msgspec.json.schema_components([models.Id], ref_template=REF)
+    (schema,), _ = parsing.schema_components([models.Id], ref_template=REF)
     return {**_path(name), "schema": schema}
 
 
@@ -71,7 +71,7 @@ def _list_of(key: str, item: Schema) -> Schema:
 
 def _schemas() -> dict[str, Schema]:
     """Components generated from emulator.core.models, plus the scenario and cloud API parts."""
-    _, schemas = msgspec.json.schema_components(models.COMPONENTS, ref_template=REF)
+    _, schemas = parsing.schema_components(models.COMPONENTS, ref_template=REF)
     for schema in schemas.values():
         if "properties" in schema:  # the shapes are exact: extra keys are drift, not data
             schema.setdefault("additionalProperties", False)
@@ -126,7 +126,7 @@ def _query_parameters(model: Any) -> list[Schema]:
     """One `in: query` parameter per field of a query model, with its type, bounds, default."""
     out = []
     for f in msgspec.structs.fields(model):
-        (schema,), _ = msgspec.json.schema_components([_not_none(f.type)], ref_template=REF)
+        (schema,), _ = parsing.schema_components([_not_none(f.type)], ref_template=REF)
         described = schema.pop("description", "")
         if f.default is not msgspec.NODEFAULT and f.default is not None:
             schema["default"] = f.default
