@@ -163,10 +163,10 @@ def test_a_fresh_server_survives_its_first_burst_of_every_kind_of_request(
 
         def call(n: int) -> int:
             method, path, body = FIRST_BURST[n % len(FIRST_BURST)]
-            http = requests.Session()
-            http.trust_env = False
-            start.wait(30)
-            return http.request(method, s.url + path, json=body, timeout=30).status_code
+            with requests.Session() as http:
+                http.trust_env = False
+                start.wait(30)
+                return http.request(method, s.url + path, json=body, timeout=30).status_code
 
         with ThreadPoolExecutor(len(FIRST_BURST) * 4) as pool:
             codes = list(pool.map(call, range(len(FIRST_BURST) * 4)))
