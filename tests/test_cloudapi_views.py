@@ -23,6 +23,7 @@ from tencentcloud.tiw.v20190919 import models, tiw_client
 from werkzeug.serving import make_server
 
 from emulator.cloudapi import CloudApiSettings, create_cloudapi_blueprint, errors
+from emulator.web.wsgi_bridge import RECEIVED_KEY
 
 SID = "AKIDemulatorEXAMPLE0001"
 SKEY = "emulatorSecretKeyEXAMPLE"
@@ -48,6 +49,7 @@ class FakeBackend:
         mix_stream: dict[str, Any] | None,
         whiteboard: dict[str, Any] | None,
         request_id: str,
+        waited_s: float = 0.0,
     ) -> str:
         if self.explode:
             raise RuntimeError("database is locked")
@@ -63,6 +65,7 @@ class FakeBackend:
                 "mix_stream": mix_stream,
                 "whiteboard": whiteboard,
                 "request_id": request_id,
+                "waited_s": waited_s,
             }
         )
         self.tasks[task_id] = {
@@ -216,8 +219,38 @@ def test_typed_create_reaches_the_backend_with_typed_params(emu: Emulator, metho
             "mix_stream": {"Enabled": True, "ModelId": 1},
             "whiteboard": {"Width": 1280, "Height": 960},
             "request_id": resp.RequestId,
+            "waited_s": 0.0,  # werkzeug's server does not say when a request arrived
         }
     ]
+
+
+def test_create_tells_the_backend_how_long_the_call_waited_in_the_server() -> None:
+    """The task is created as of the call's arrival (as POST /api/tasks does): the server's
+    arrival stamp (RECEIVED_KEY) reaches the backend as `waited_s`. A middleware stamps each
+    request as if it had arrived 250 ms before the app got it."""
+    backend = FakeBackend()
+    settings = CloudApiSettings(secrets={SID: SKEY})
+    app = Flask(__name__)
+    app.register_blueprint(create_cloudapi_blueprint(backend, lambda: settings))
+    inner = app.wsgi_app
+
+    def arrived_earlier(environ: dict[str, Any], start_response: Any) -> Any:
+        environ[RECEIVED_KEY] = time.monotonic() - 0.25
+        return inner(environ, start_response)
+
+    app.wsgi_app = arrived_earlier  # type: ignore[method-assign]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        emu = Emulator(f"127.0.0.1:{server.server_port}", backend, settings)
+        tiw(emu).CreateOfflineRecord(create_req())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    (created,) = backend.created
+    assert 0.25 <= created["waited_s"] < 5.0
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])

@@ -9,6 +9,7 @@ import pytest
 import requests
 from flask import Flask, request
 
+from emulator.cloudapi.core_backend import EmulatorCloudBackend
 from emulator.core.clock import EmulatedClock
 from emulator.core.config import Settings
 from emulator.core.service import MAX_WAITED_S, Emulator
@@ -50,6 +51,19 @@ def test_waited_s_moves_creation_and_every_due_time_back(
         assert b["due_at"] == pytest.approx(a["due_at"] - 0.04)
     capped = emu.create_task(scenario="success", room_id=3, params=D100, waited_s=1e6)
     assert capped["created_at"] == pytest.approx(5060.0 - MAX_WAITED_S)
+
+
+def test_a_cloud_api_creation_is_made_as_of_its_arrival_too(
+    emu_and_time: tuple[Emulator, Ticks],
+) -> None:
+    emu, ticks = emu_and_time
+    ticks.mono += 60.0  # emulated 5060
+    cloud = EmulatorCloudBackend(emu)
+    fields = {"sdk_app_id": 1400000001, "group_id": None, "mix_stream": None, "whiteboard": None}
+    now_id = cloud.create_offline_record(room_id=1, request_id="r1", **fields)
+    waited_id = cloud.create_offline_record(room_id=2, request_id="r2", waited_s=0.04, **fields)
+    assert emu.get_task(now_id)["created_at"] == pytest.approx(5060.0)
+    assert emu.get_task(waited_id)["created_at"] == pytest.approx(5060.0 - 0.04)
 
 
 def test_the_server_tells_the_app_when_the_request_arrived() -> None:

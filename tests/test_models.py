@@ -438,10 +438,12 @@ _FIRST_USE_SCRIPT = textwrap.dedent(
 
 
 def test_a_models_first_use_from_many_threads_at_once_is_safe() -> None:
-    """msgspec fills a Struct type's field table on first use without a lock; 16 threads using a
-    new type at once (decoding, converting, or building its JSON schema as the OpenAPI route
-    does) crashed the process (SIGSEGV; a fresh `serve` under its first burst of requests did).
-    Run in a child process, so that a crash fails the test, not the session."""
+    """msgspec 0.22 filled a Struct type's field table on first use without a lock; 16 threads
+    using a new type at once (decoding, converting, or building its JSON schema as the OpenAPI
+    route does) crashed the process (SIGSEGV; a fresh `serve` under its first burst of requests
+    did). The project asks for 0.23 and builds each decoder under its own lock; this fails if
+    either safety is lost. Run in a child process, so that a crash fails the test, not the
+    session."""
     done = subprocess.run(
         [sys.executable, "-c", _FIRST_USE_SCRIPT, "300"],
         capture_output=True,

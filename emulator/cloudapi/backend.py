@@ -20,8 +20,12 @@ class CloudBackend(Protocol):
         mix_stream: dict[str, Any] | None,
         whiteboard: dict[str, Any] | None,
         request_id: str,
+        waited_s: float = 0.0,
     ) -> str:
         """Create a task and return its TaskId; `request_id` is this call's RequestId.
+
+        `waited_s`: how long the call waited in the server before it got here; the task is
+        created as of the call's arrival (as `POST /api/tasks` does).
 
         Raises LimitExceeded.TaskConcurrency (`errors.task_concurrency`) when the room and
         SdkAppId already have an unfinished task. `group_id` is None when absent or empty.

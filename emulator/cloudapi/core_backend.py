@@ -25,6 +25,7 @@ class EmulatorCloudBackend:
         mix_stream: dict[str, Any] | None,
         whiteboard: dict[str, Any] | None,
         request_id: str,
+        waited_s: float = 0.0,
     ) -> str:
         params: dict[str, Any] = {}
         if mix_stream and mix_stream.get("Enabled"):
@@ -37,6 +38,7 @@ class EmulatorCloudBackend:
                 params=params or None,
                 source="cloudapi",
                 request_id=request_id,
+                waited_s=waited_s,
             )
         except RoomBusy as busy:
             raise cloud_errors.task_concurrency(room_id, busy.details["task_id"]) from None

@@ -17,6 +17,7 @@ from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
 from emulator.cloudapi.hosts import SigningLeeway
 from emulator.core.redact import mask_url, short_id
+from emulator.web.wsgi_bridge import waited_s
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def _call_backend(
             mix_stream=typed.get("MixStream"),
             whiteboard=typed.get("Whiteboard"),
             request_id=request_id,
+            waited_s=waited_s(request.environ),
         )
         return {"TaskId": task_id}
     if action == "DescribeOfflineRecord":

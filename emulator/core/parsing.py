@@ -53,12 +53,13 @@ def encode(value: Any) -> bytes:
 def decoder_for(model: type[M]) -> msgspec.json.Decoder[M]:
     """`model`'s JSON decoder, built on first use by one thread at a time.
 
-    Call it before any other msgspec use of a model (`convert` too). msgspec fills in a Struct
-    type's field table lazily, on its first use, without a lock of its own: two threads using a
-    new Struct type at once can crash the process (a segfault in msgspec's
-    `json_decode_struct_map_inner`, msgspec 0.22.0; seen on the first burst of requests to a
-    fresh `serve`, and reproduced by tests/test_models.py with new Struct types). Building the
-    decoder under a lock fills the tables of the model and of the Structs inside it first.
+    Call it before any other msgspec use of a model (`convert` too). msgspec before 0.23 filled
+    in a Struct type's field table lazily, on its first use, without a lock: two threads using a
+    new Struct type at once could crash the process (a segfault in msgspec 0.22's
+    `json_decode_struct_map_inner`, seen on the first burst of requests to a fresh `serve`).
+    0.23 locks it (pyproject.toml asks for it: the repro that crashed 0.22 within a few rounds
+    ran clean); building each decoder once, under a lock, keeps the process safe whatever
+    msgspec it is given, and the decoder is built once per model either way.
     """
     decoder = _decoders.get(model)
     if decoder is None:

@@ -6,7 +6,6 @@ refusal has one format and names the field; replies are encoded with msgspec.
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeVar
 
 import msgspec
@@ -19,7 +18,7 @@ from emulator.core.errors import UnknownField
 from emulator.core.models import INT64_MAX
 from emulator.core.scenarios import SCHEMA
 from emulator.core.service import Emulator
-from emulator.web.wsgi_bridge import RECEIVED_KEY
+from emulator.web.wsgi_bridge import waited_s
 
 M = TypeVar("M")
 # Path ids are int64 row ids: anything else is a 404 from the router, never an overflow.
@@ -48,13 +47,6 @@ def query(model: type[M]) -> M:
 
 def reply(value: Any, status: int = 200) -> Response:
     return Response(parsing.encode(value), status=status, mimetype="application/json")
-
-
-def waited() -> float:
-    """How long this request waited in the server before its view ran (0 when the server does
-    not say: the Flask test client, another WSGI server)."""
-    received = request.environ.get(RECEIVED_KEY)
-    return max(0.0, time.monotonic() - received) if isinstance(received, float) else 0.0
 
 
 def given(struct: msgspec.Struct) -> dict[str, Any]:
@@ -100,7 +92,7 @@ def create_control_blueprint() -> Blueprint:
     @bp.post("/api/tasks")
     def create_task() -> Response:
         fields = given(body(models.TaskCreate))
-        return reply(emulator().create_task(**fields, waited_s=waited()), 201)
+        return reply(emulator().create_task(**fields, waited_s=waited_s(request.environ)), 201)
 
     @bp.get("/api/tasks")
     def list_tasks() -> Response:

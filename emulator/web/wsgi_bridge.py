@@ -44,6 +44,13 @@ def http_date() -> str:
     return _http_date(int(time.time()))
 
 
+def waited_s(environ: dict[str, Any]) -> float:
+    """How long a request waited in the server before the app got it, from RECEIVED_KEY (0 when
+    the server does not say: the Flask test client, another WSGI server)."""
+    received = environ.get(RECEIVED_KEY)
+    return max(0.0, time.monotonic() - received) if isinstance(received, float) else 0.0
+
+
 def _status_line(code: int) -> str:
     try:
         return f"{code} {HTTPStatus(code).phrase}"
