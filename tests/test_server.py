@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from emulator.web import connection
+from emulator.web import connection, wsgi_bridge
 from emulator.web.app import create_app, get_emulator
 from emulator.web.server import AppServer
 
@@ -120,6 +121,34 @@ def test_a_body_just_over_the_limit_gets_the_apps_413(served: AppServer) -> None
     r = requests.post(served.url + "/api/tasks", data=b"{" + b" " * 2000 + b"}", timeout=5)
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_the_app_gets_the_body_as_read_and_in_wsgi_input_too() -> None:
+    """The server hands the whole body over under BODY_KEY (the control API takes it from
+    there, not through werkzeug's stream); wsgi.input has the same bytes for everyone else."""
+    app = Flask(__name__)
+
+    @app.post("/echo")
+    def echo() -> Response:
+        given = request.environ.get(wsgi_bridge.BODY_KEY)
+        return Response(json.dumps({"given": repr(given), "stream": repr(request.get_data())}))
+
+    server = AppServer(app).start()
+    try:
+        body = "{\"x\": \"\u4e2d\"}".encode() * 3
+        for sent in (body, iter([body[:5], body[5:]])):  # length-delimited, then chunked
+            seen = requests.post(f"{server.url}/echo", data=sent, timeout=5).json()
+            assert seen == {"given": repr(body), "stream": repr(body)}
+    finally:
+        server.stop()
+
+
+def test_request_body_is_none_when_the_server_does_not_say_and_413_over_the_limit() -> None:
+    assert wsgi_bridge.request_body({}, 10) is None
+    assert wsgi_bridge.request_body({wsgi_bridge.BODY_KEY: b"12345"}, 5) == b"12345"
+    assert wsgi_bridge.request_body({wsgi_bridge.BODY_KEY: b"12345"}, None) == b"12345"
+    with pytest.raises(RequestEntityTooLarge):
+        wsgi_bridge.request_body({wsgi_bridge.BODY_KEY: b"123456"}, 5)
 
 
 def test_chunked_request_bodies_are_read(served: AppServer) -> None:

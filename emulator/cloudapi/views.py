@@ -17,7 +17,7 @@ from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
 from emulator.cloudapi.hosts import SigningLeeway
 from emulator.core.redact import mask_url, short_id
-from emulator.web.wsgi_bridge import waited_s
+from emulator.web.wsgi_bridge import request_body, waited_s
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,9 @@ def _read_body(limit: int) -> bytes:
     if size is not None and size > limit:
         raise errors.request_size_limit_exceeded(size, limit)
     try:
-        body = request.get_data(cache=True)
+        body = request_body(request.environ, request.max_content_length)
+        if body is None:
+            body = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise errors.request_size_limit_exceeded(size, limit) from None
     if len(body) > limit:

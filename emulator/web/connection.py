@@ -288,6 +288,7 @@ class HttpConnection(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
+        environ[wsgi_bridge.BODY_KEY] = body
         self.queue.append((environ, self.keep_alive))
         if not self.keep_alive:
             self.done = True  # whatever follows a `Connection: close` request is not read

@@ -18,7 +18,7 @@ from emulator.core.errors import UnknownField
 from emulator.core.models import INT64_MAX
 from emulator.core.scenarios import SCHEMA
 from emulator.core.service import Emulator
-from emulator.web.wsgi_bridge import waited_s
+from emulator.web.wsgi_bridge import request_body, waited_s
 
 M = TypeVar("M")
 # Path ids are int64 row ids: anything else is a 404 from the router, never an overflow.
@@ -37,8 +37,14 @@ def emulator() -> Emulator:
     return emu
 
 
+def raw_body() -> bytes:
+    """The request's body: as the server read it when it says, else through werkzeug."""
+    given = request_body(request.environ, request.max_content_length)
+    return request.get_data(cache=True) if given is None else given
+
+
 def body(model: type[M]) -> M:
-    return parsing.decode_body(request.get_data(cache=True), model)
+    return parsing.decode_body(raw_body(), model)
 
 
 def query(model: type[M]) -> M:
@@ -151,7 +157,7 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.post("/api/scenarios")
     def add_scenario() -> Response:
-        doc = parsing.decode_object(request.get_data(cache=True))
+        doc = parsing.decode_object(raw_body())
         return reply(emulator().add_scenario(doc).public(), 201)
 
     @bp.delete(f"/api/scenarios/<{SCENARIO}:name>")
