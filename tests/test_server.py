@@ -135,7 +135,7 @@ def test_the_app_gets_the_body_as_read_and_in_wsgi_input_too() -> None:
 
     server = AppServer(app).start()
     try:
-        body = "{\"x\": \"\u4e2d\"}".encode() * 3
+        body = '{"x": "\u4e2d"}'.encode() * 3
         for sent in (body, iter([body[:5], body[5:]])):  # length-delimited, then chunked
             seen = requests.post(f"{server.url}/echo", data=sent, timeout=5).json()
             assert seen == {"given": repr(body), "stream": repr(body)}
