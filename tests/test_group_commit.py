@@ -161,6 +161,43 @@ def test_a_commit_that_raises_releases_the_others() -> None:
     assert not isinstance(errors.get("follower"), Interrupted)
 
 
+def test_a_batch_refused_by_one_error_raises_it_in_each_creation_as_its_own() -> None:
+    """A storage error refuses the whole batch: each creation raises that error (same type,
+    message and cause), but as its own instance, since each is raised in its own thread."""
+    cause = OSError("disk full")
+    refusal = RuntimeError("database or disk is full")
+    refusal.__cause__ = cause
+
+    def commit(items: list[str]) -> list[BaseException | None]:
+        return [refusal] * len(items)
+
+    group: GroupCommit[str] = GroupCommit(commit, wait_s=LONG_S)
+    errors: dict[str, BaseException] = {}
+    announced = {name: threading.Event() for name in "abc"}
+
+    def creator(name: str) -> Callable[[], None]:
+        def run() -> None:
+            with group.announced():
+                announced[name].set()
+                try:
+                    group.submit(name)
+                except BaseException as exc:
+                    errors[name] = exc
+
+        return run
+
+    with group.announced():  # held until every creator is in: they share one batch
+        threads = [_thread(creator(name)) for name in "abc"]
+        assert all(event.wait(JOIN_S) for event in announced.values())
+    _joined(*threads)
+    assert sorted(errors) == ["a", "b", "c"]
+    assert len({id(exc) for exc in errors.values()}) == 3
+    assert refusal in errors.values()
+    for exc in errors.values():
+        assert type(exc) is RuntimeError and str(exc) == "database or disk is full"
+        assert exc.__cause__ is cause
+
+
 def test_an_interrupted_commit_fails_every_creation_in_it() -> None:
     def commit(items: list[str]) -> list[BaseException | None]:
         raise RuntimeError("the leader was stopped")

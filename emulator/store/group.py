@@ -20,6 +20,7 @@ the announced ones gives 3.1, and the process's CPU per created task went 937 ->
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,13 +124,39 @@ class GroupCommit(Generic[T]):
         errors: list[BaseException | None] = [Interrupted() for _ in batch]  # one each: raised
         # in several threads at once, a shared instance would have its traceback rewritten
         try:
-            errors = self._commit([entry.item for entry in batch])
+            errors = _one_each(self._commit([entry.item for entry in batch]))
         finally:
             with self._committed:
                 for entry, error in zip(batch, errors, strict=True):
                     entry.done, entry.error = True, error
                 self._leading = False
                 self._committed.notify_all()
+
+
+def _one_each(errors: list[BaseException | None]) -> list[BaseException | None]:
+    """The commit's answers, an exception given for several items (a whole batch refused by
+    one storage error) copied for each after the first: each is raised in its own thread, and
+    one instance raised in several at once has its traceback rewritten under the others."""
+    seen: set[int] = set()
+    out: list[BaseException | None] = []
+    for error in errors:
+        if error is not None:
+            if id(error) in seen:
+                error = _twin(error)
+            seen.add(id(error))
+        out.append(error)
+    return out
+
+
+def _twin(error: BaseException) -> BaseException:
+    """The same type, message and cause, with a traceback of its own (the original when it
+    cannot be copied)."""
+    try:
+        twin = copy.copy(error)
+    except Exception:
+        return error
+    twin.__cause__, twin.__context__ = error.__cause__, error.__context__
+    return twin
 
 
 __all__ = ["GroupCommit", "Interrupted"]
