@@ -19,6 +19,8 @@ import pytest
 import requests
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from emulator.web import connection, wsgi_bridge
 from emulator.web.app import create_app, get_emulator
@@ -143,12 +145,21 @@ def test_the_app_gets_the_body_as_read_and_in_wsgi_input_too() -> None:
         server.stop()
 
 
-def test_request_body_is_none_when_the_server_does_not_say_and_413_over_the_limit() -> None:
-    assert wsgi_bridge.request_body({}, 10) is None
-    assert wsgi_bridge.request_body({wsgi_bridge.BODY_KEY: b"12345"}, 5) == b"12345"
-    assert wsgi_bridge.request_body({wsgi_bridge.BODY_KEY: b"12345"}, None) == b"12345"
-    with pytest.raises(RequestEntityTooLarge):
-        wsgi_bridge.request_body({wsgi_bridge.BODY_KEY: b"123456"}, 5)
+def test_request_body_takes_the_servers_bytes_else_the_stream_and_413_over_the_limit() -> None:
+    def request(given: bytes | None, limit: int | None) -> Request:
+        environ = EnvironBuilder(method="POST", data=b"from the stream").get_environ()
+        if given is not None:
+            environ[wsgi_bridge.BODY_KEY] = given
+        made = Request(environ)
+        made.max_content_length = limit
+        return made
+
+    assert wsgi_bridge.request_body(request(None, 100)) == b"from the stream"
+    assert wsgi_bridge.request_body(request(b"12345", 5)) == b"12345"
+    assert wsgi_bridge.request_body(request(b"12345", None)) == b"12345"
+    for given in (b"123456", None):  # over the limit, from the server or from the stream
+        with pytest.raises(RequestEntityTooLarge):
+            wsgi_bridge.request_body(request(given, 5))
 
 
 def test_chunked_request_bodies_are_read(served: AppServer) -> None:

@@ -164,9 +164,7 @@ def _read_body(limit: int) -> bytes:
     if size is not None and size > limit:
         raise errors.request_size_limit_exceeded(size, limit)
     try:
-        body = request_body(request.environ, request.max_content_length)
-        if body is None:
-            body = request.get_data(cache=True)
+        body = request_body(request)
     except RequestEntityTooLarge:
         raise errors.request_size_limit_exceeded(size, limit) from None
     if len(body) > limit:

@@ -37,14 +37,8 @@ def emulator() -> Emulator:
     return emu
 
 
-def raw_body() -> bytes:
-    """The request's body: as the server read it when it says, else through werkzeug."""
-    given = request_body(request.environ, request.max_content_length)
-    return request.get_data(cache=True) if given is None else given
-
-
 def body(model: type[M]) -> M:
-    return parsing.decode_body(raw_body(), model)
+    return parsing.decode_body(request_body(request), model)
 
 
 def query(model: type[M]) -> M:
@@ -157,7 +151,7 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.post("/api/scenarios")
     def add_scenario() -> Response:
-        doc = parsing.decode_object(raw_body())
+        doc = parsing.decode_object(request_body(request))
         return reply(emulator().add_scenario(doc).public(), 201)
 
     @bp.delete(f"/api/scenarios/<{SCENARIO}:name>")

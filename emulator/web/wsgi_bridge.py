@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request
 
 log = logging.getLogger("tiw_emulator.server")
 
@@ -56,12 +57,14 @@ def waited_s(environ: dict[str, Any]) -> float:
     return max(0.0, time.monotonic() - received) if isinstance(received, float) else 0.0
 
 
-def request_body(environ: dict[str, Any], limit: int | None) -> bytes | None:
-    """The body as the server read it (None when it does not say: the Flask test client,
-    another WSGI server); werkzeug's 413 when it is over `limit`, as reading the stream gives."""
-    body = environ.get(BODY_KEY)
+def request_body(request: Request) -> bytes:
+    """The request's whole body: as the server read it when it says (BODY_KEY), else through
+    werkzeug's stream (the Flask test client, another WSGI server); werkzeug's 413 over the
+    request's limit either way."""
+    body = request.environ.get(BODY_KEY)
     if not isinstance(body, bytes):
-        return None
+        return request.get_data(cache=True)
+    limit = request.max_content_length
     if limit is not None and len(body) > limit:
         raise RequestEntityTooLarge()
     return body
