@@ -161,19 +161,10 @@ def test_a_commit_that_raises_releases_the_others() -> None:
     assert not isinstance(errors.get("follower"), Interrupted)
 
 
-def test_a_batch_refused_by_one_error_raises_it_in_each_creation_as_its_own() -> None:
-    """A storage error refuses the whole batch: each creation raises that error (same type,
-    message and cause), but as its own instance, since each is raised in its own thread."""
-    cause = OSError("disk full")
-    refusal = RuntimeError("database or disk is full")
-    refusal.__cause__ = cause
-
-    def commit(items: list[str]) -> list[BaseException | None]:
-        return [refusal] * len(items)
-
-    group: GroupCommit[str] = GroupCommit(commit, wait_s=LONG_S)
+def _submitted_in_one_batch(group: GroupCommit[str], names: str) -> dict[str, BaseException]:
+    """Each name submitted from its own thread, all in one batch; what each submit raised."""
     errors: dict[str, BaseException] = {}
-    announced = {name: threading.Event() for name in "abc"}
+    announced = {name: threading.Event() for name in names}
 
     def creator(name: str) -> Callable[[], None]:
         def run() -> None:
@@ -187,9 +178,23 @@ def test_a_batch_refused_by_one_error_raises_it_in_each_creation_as_its_own() ->
         return run
 
     with group.announced():  # held until every creator is in: they share one batch
-        threads = [_thread(creator(name)) for name in "abc"]
+        threads = [_thread(creator(name)) for name in names]
         assert all(event.wait(JOIN_S) for event in announced.values())
     _joined(*threads)
+    return errors
+
+
+def test_a_batch_refused_by_one_error_raises_it_in_each_creation_as_its_own() -> None:
+    """A storage error refuses the whole batch: each creation raises that error (same type,
+    message and cause), but as its own instance, since each is raised in its own thread."""
+    cause = OSError("disk full")
+    refusal = RuntimeError("database or disk is full")
+    refusal.__cause__ = cause
+
+    def commit(items: list[str]) -> list[BaseException | None]:
+        return [refusal] * len(items)
+
+    errors = _submitted_in_one_batch(GroupCommit(commit, wait_s=LONG_S), "abc")
     assert sorted(errors) == ["a", "b", "c"]
     assert len({id(exc) for exc in errors.values()}) == 3
     assert refusal in errors.values()
@@ -202,25 +207,6 @@ def test_an_interrupted_commit_fails_every_creation_in_it() -> None:
     def commit(items: list[str]) -> list[BaseException | None]:
         raise RuntimeError("the leader was stopped")
 
-    group: GroupCommit[str] = GroupCommit(commit, wait_s=LONG_S)
-    errors: dict[str, BaseException] = {}
-    a_announced, b_announced = threading.Event(), threading.Event()
-
-    def creator(name: str, announced: threading.Event) -> Callable[[], None]:
-        def run() -> None:
-            with group.announced():
-                announced.set()
-                try:
-                    group.submit(name)
-                except BaseException as exc:
-                    errors[name] = exc
-
-        return run
-
-    with group.announced():  # held until both creators are in: they share one batch
-        first = _thread(creator("a", a_announced))
-        second = _thread(creator("b", b_announced))
-        assert a_announced.wait(JOIN_S) and b_announced.wait(JOIN_S)
-    _joined(first, second)
+    errors = _submitted_in_one_batch(GroupCommit(commit, wait_s=LONG_S), "ab")
     kinds = sorted(type(exc).__name__ for exc in errors.values())
     assert kinds == ["Interrupted", "RuntimeError"]
