@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every SPEC 8 benchmark in one run, on 127.0.0.1 only.
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
-`--only a,b` runs a subset (names: throughput, lateness, slow, many, startup, longclass,
+`--only a,b` runs a subset (names: throughput, lateness, slow, https, many, startup, longclass,
 plugin, load, lists, frontdoor, pg); `--quick` uses smaller counts for a fast check. `frontdoor`
 runs the shared peer harness (the emulator beside WireMock): see bench/frontdoor.py.
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import frontdoor, inproc, lists, load, pg, proc
+from bench import frontdoor, inproc, lists, load, pg, proc, tls
 from bench.recv import RecvProc
 from bench.report import render
 
@@ -24,6 +24,7 @@ NAMES = (
     "throughput",
     "lateness",
     "slow",
+    "https",
     "many",
     "startup",
     "longclass",
@@ -70,6 +71,9 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
             progress("[3] delivery to a backend taking 50 ms per response")
             results["slow"] = inproc.slow_backend(workdir, slow, int(800 * scale), progress)
             progress(f"  {results['slow']['rate']:,.0f}/s")
+        if "https" in only:
+            progress("[3b] delivery to an https:// backend beside an http:// one (serve)")
+            results["https"] = tls.run(workdir, int(2000 * scale), progress)
         if "many" in only:
             progress("[4+6] 10,000 concurrent tasks via the control API, then every callback")
             results["many"] = proc.many_tasks(workdir, recorder, int(10000 * scale), progress)

@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +39,28 @@ def serve_command() -> list[str]:
 class Served:
     """`tiw-emulator serve` on a free loopback port with its own database file."""
 
-    def __init__(self, workdir: Path, name: str, *flags: str, keep_db: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        *flags: str,
+        keep_db: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`env`: variables added to (or replacing) the benchmark's own, TIW_EMULATOR_* left out."""
         self.db = workdir / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
             if not keep_db:
                 Path(f"{self.db}{suffix}").unlink(missing_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("TIW_EMULATOR_")}
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [*serve_command(), "--port", str(self.port), "--db", str(self.db), *flags],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=env,
+            env={**inherited, **(env or {})},
         )
         self.healthy_after = self._wait_healthy(timeout=20)
 

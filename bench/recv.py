@@ -4,7 +4,9 @@
 receiver (the "raw asyncio" receiver of reference/http-baselines.md, so the receiver is not
 what limits the figures) on a free loopback port (printed on stdout), answers callbacks
 200 {"error_code":0} (after `--delay` seconds, like a slow backend), and keeps counters.
-`--record` also keeps, per callback, a key (TaskId|EventType|Progress) and its arrival
+`--cert PEM --key PEM` adds a TLS listener for the callbacks (its port printed on the next line;
+/stats and /reset stay on the plain one). `--record` also keeps, per callback, a key
+(TaskId|EventType|Progress) and its arrival
 time (time.monotonic, which is system-wide, so the benchmark process can compare it with its
 own deadlines). GET /stats returns the counters (and the records with ?rows=1);
 GET /reset clears them.
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -110,34 +113,55 @@ class _Proto(asyncio.Protocol):
             self.transport.write(out)
 
 
-async def _serve(counters: Counters) -> None:
+async def _serve(counters: Counters, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Proto(counters), "127.0.0.1", 0, backlog=4096)
     print(server.sockets[0].getsockname()[1], flush=True)
+    secure = None
+    if tls is not None:
+        secure = await loop.create_server(
+            lambda: _Proto(counters), "127.0.0.1", 0, backlog=4096, ssl=tls
+        )
+        print(secure.sockets[0].getsockname()[1], flush=True)
     await loop.run_in_executor(None, sys.stdin.read)  # run until the benchmark closes stdin
     server.close()
+    if secure is not None:
+        secure.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.recv")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--cert", help="PEM certificate chain for a TLS listener")
+    parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(Counters(args.delay, args.record)))
+    tls = None
+    if args.cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
+    asyncio.run(_serve(Counters(args.delay, args.record), tls))
     return 0
 
 
 class RecvProc:
     """A receiver subprocess: `.url` for callbacks, `.stats()`, `.reset()`, `.wait_count(n)`."""
 
-    def __init__(self, *, delay_s: float = 0.0, record: bool = False) -> None:
+    def __init__(
+        self, *, delay_s: float = 0.0, record: bool = False, tls: tuple[str, str] | None = None
+    ) -> None:
+        """`tls`: (certificate chain, key) PEM files; `.url` is then the https:// listener's."""
         cmd = [sys.executable, "-m", "bench.recv", "--delay", str(delay_s)]
         if record:
             cmd.append("--record")
+        if tls is not None:
+            cmd += ["--cert", tls[0], "--key", tls[1]]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
         self.url = f"http://127.0.0.1:{self.port}/callback"
+        if tls is not None:
+            self.url = f"https://127.0.0.1:{int(self.proc.stdout.readline())}/callback"
         self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def _get(self, path: str) -> dict[str, Any]:

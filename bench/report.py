@@ -36,6 +36,11 @@ NOTES = [
     " engine (rows in the events table, then `engine.schedule`), after 200 warm-up ones;"
     " lateness = arrival at the receiver (time.monotonic, system-wide) - the deadline the"
     " clock gives for the due time.",
+    "- https:// backend: `bench/tls.py`. For http:// then https://, a fresh `tiw-emulator serve`"
+    " (manual clock) and a receiver process (a TLS listener, certificate from a trustme CA named"
+    " by SSL_CERT_FILE); `success` tasks created over HTTP, then one clock advance; callbacks/s ="
+    " arrivals / (last arrival - advance), CPU = the server process's (/proc) over that span."
+    " http:// goes through the emulator's own sender, https:// through aiohttp.",
     "- concurrent tasks: `tiw-emulator serve` subprocess, manual clock; tasks created one by one"
     " over HTTP (POST /api/tasks, keep-alive `requests.Session`; this is the creation rate),"
     " then one POST /api/clock/advance of 30 days. Every planned non-dropped event in the"
@@ -132,6 +137,23 @@ def render(r: dict[str, Any]) -> str:
                 "≥ 400",
                 PEERS["slow"],
                 _met(slow["rate"] >= 400),
+            )
+        )
+    tls = r.get("https")
+    if tls and "skipped" in tls:
+        rows.append(("delivery to an https:// backend", f"skipped: {tls['skipped']}", *"–––"))
+    elif tls:
+        secure, plain = tls["https"], tls["http"]
+        rows.append(
+            (
+                "delivery to an https:// backend (`serve`, manual clock), callbacks/s",
+                f"{secure['rate']:,.0f} ({secure['cpu_us_per_callback']:,.0f} µs CPU each;"
+                f" {secure['arrived']:,}/{secure['expected']:,}); http:// in the same run"
+                f" {plain['rate']:,.0f} ({plain['cpu_us_per_callback']:,.0f} µs):"
+                f" {tls['rate_ratio']:.2f}×",
+                "–",
+                "–",
+                "–",
             )
         )
     many = r.get("many")
