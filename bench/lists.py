@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.proc import Served, _session
+from bench.proc import Served, http_session
 from emulator.core.config import Settings
 from emulator.core.service import Emulator
 
@@ -100,7 +100,7 @@ def list_latency(
     progress(f"  filling a database: {tasks:,} tasks, {attempts:,} failed attempts")
     filled = fill(workdir / "lists.db", tasks, attempts, progress)
     served = Served(workdir, "lists", "--clock", "manual", keep_db=True)
-    http = _session()
+    http = http_session()
     out: dict[str, Any] = {"tasks": filled["tasks"], "attempts": filled["attempts"], "routes": {}}
     try:
         for path in routes(filled["sample"]):

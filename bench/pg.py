@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pgworker import WARM_UP
-from bench.proc import Served, _session
+from bench.proc import Served, http_session
 from bench.recv import RecvProc
 
 Progress = Callable[[str], None]
@@ -124,7 +124,7 @@ def creation(kind: str, processes: int, server: Any, workdir: Path, tasks: int) 
     flags = ("--clock", "real", "--speed", "1", "--db", db)
     served = [Served(workdir, f"{name}-{i}", *flags) for i in range(processes)]
     try:
-        sessions = [_session() for _ in range(16)]
+        sessions = [http_session() for _ in range(16)]
 
         def create(n: int) -> None:
             url = served[n % processes].url

@@ -116,7 +116,7 @@ def startup(workdir: Path, reps: int, progress: Progress) -> dict[str, Any]:
     }
 
 
-def _session() -> Any:
+def http_session() -> Any:
     import requests
 
     http = requests.Session()
@@ -124,7 +124,7 @@ def _session() -> Any:
     return http
 
 
-def _expected_keys(db: Path) -> collections.Counter[str]:
+def expected_keys(db: Path) -> collections.Counter[str]:
     """TaskId|EventType|Progress of every planned, non-dropped event, from the database."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -150,7 +150,7 @@ def _states(db: Path) -> dict[str, int]:
 def many_tasks(workdir: Path, recv: RecvProc, tasks: int, progress: Progress) -> dict[str, Any]:
     """`tasks` tasks created over HTTP, all in flight at once; then every callback, once."""
     served = Served(workdir, "many", "--clock", "manual", "--callback-url", recv.url)
-    http = _session()
+    http = http_session()
     try:
         idle_kib = served.status_kib("VmRSS")
         recv.reset()
@@ -164,7 +164,7 @@ def many_tasks(workdir: Path, recv: RecvProc, tasks: int, progress: Progress) ->
             if (i + 1) % 2000 == 0:
                 progress(f"  created {i + 1}/{tasks}")
         create_s = time.monotonic() - started
-        expected = _expected_keys(served.db)
+        expected = expected_keys(served.db)
         total = sum(expected.values())
         progress(f"  {tasks} tasks in {create_s:.1f} s; advancing the clock: {total} callbacks")
         fire = time.monotonic()
@@ -203,7 +203,7 @@ def long_class(workdir: Path, recv: RecvProc, reps: int, progress: Progress) -> 
     served = Served(
         workdir, "longclass", "--clock", "real", "--speed", "1000000", "--callback-url", recv.url
     )
-    http = _session()
+    http = http_session()
     times, emulated = [], []
     try:
         for _ in range(reps):

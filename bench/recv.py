@@ -6,10 +6,9 @@ what limits the figures) on a free loopback port (printed on stdout), answers ca
 200 {"error_code":0} (after `--delay` seconds, like a slow backend), and keeps counters.
 `--cert PEM --key PEM` adds a TLS listener for the callbacks (its port printed on the next line;
 /stats and /reset stay on the plain one). `--record` also keeps, per callback, a key
-(TaskId|EventType|Progress) and its arrival
-time (time.monotonic, which is system-wide, so the benchmark process can compare it with its
-own deadlines). GET /stats returns the counters (and the records with ?rows=1);
-GET /reset clears them.
+(TaskId|EventType|Progress) and its arrival time (time.monotonic, which is system-wide, so the
+benchmark process can compare it with its own deadlines). GET /stats returns the counters (and
+the records with ?rows=1); GET /reset clears them.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ def render(r: dict[str, Any]) -> str:
         )
     tls = r.get("https")
     if tls and "skipped" in tls:
-        rows.append(("delivery to an https:// backend", f"skipped: {tls['skipped']}", *"–––"))
+        skipped = f"skipped: {tls['skipped']}"
+        rows.append(("delivery to an https:// backend", skipped, "–", "–", "–"))
     elif tls:
         secure, plain = tls["https"], tls["http"]
         rows.append(

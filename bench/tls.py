@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.proc import Served, _expected_keys, _session
+from bench.proc import Served, expected_keys, http_session
 from bench.recv import RecvProc
 
 Progress = Callable[[str], None]
@@ -58,11 +58,11 @@ def _deliver(
     served = Served(
         workdir, f"tls-{scheme}", "--clock", "manual", "--callback-url", recv.url, env=env
     )
-    http = _session()
+    http = http_session()
     try:
         for _ in range(tasks):
             http.post(served.url + "/api/tasks", json={}, timeout=30).raise_for_status()
-        expected = sum(_expected_keys(served.db).values())
+        expected = sum(expected_keys(served.db).values())
         recv.reset()
         cpu = _cpu_s(served.proc.pid)
         fire = time.monotonic()
