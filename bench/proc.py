@@ -82,6 +82,11 @@ class Served:
             time.sleep(0.005)
         raise RuntimeError("tiw-emulator serve did not become healthy")
 
+    def cpu_s(self) -> float:
+        """The server's user + system CPU so far, every thread, from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def status_kib(self, field: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):

@@ -11,7 +11,6 @@ callback; the rate is callbacks / (last arrival - advance), the CPU is the serve
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,11 +63,11 @@ def _deliver(
             http.post(served.url + "/api/tasks", json={}, timeout=30).raise_for_status()
         expected = sum(expected_keys(served.db).values())
         recv.reset()
-        cpu = _cpu_s(served.proc.pid)
+        cpu = served.cpu_s()
         fire = time.monotonic()
         http.post(served.url + "/api/clock/advance", json={"seconds": 30 * 86400}, timeout=600)
         stats = recv.wait_count(expected, 120)
-        cpu = _cpu_s(served.proc.pid) - cpu
+        cpu = served.cpu_s() - cpu
     finally:
         http.close()
         served.stop()
@@ -79,9 +78,3 @@ def _deliver(
         "rate": stats["count"] / seconds,
         "cpu_us_per_callback": cpu / max(stats["count"], 1) * 1e6,
     }
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU of a process, every thread, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
