@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import pytest
 
-from emulator.store.group import GroupCommit, Interrupted
+from emulator.store.group import Committer, GroupCommit, Interrupted
 
 LONG_S = 30.0
 JOIN_S = 10.0
@@ -210,3 +211,81 @@ def test_an_interrupted_commit_fails_every_creation_in_it() -> None:
     errors = _submitted_in_one_batch(GroupCommit(commit, wait_s=LONG_S), "ab")
     kinds = sorted(type(exc).__name__ for exc in errors.values())
     assert kinds == ["Interrupted", "RuntimeError"]
+
+
+# -- Committer: the submitter does not wait --------------------------------------------------
+
+
+class Gated(Recorder):
+    """A Recorder whose first commit waits for `release`: what is submitted meanwhile queues."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        super().__init__(refuse)
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, items: list[str]) -> list[BaseException | None]:
+        self.started.set()
+        assert self.release.wait(LONG_S)
+        return super().__call__(items)
+
+
+def _settled(futures: list[Future[None]]) -> list[BaseException | None]:
+    return [future.exception(JOIN_S) for future in futures]
+
+
+def test_what_queues_during_a_commit_is_the_next_batch_and_nobody_waited() -> None:
+    commit = Gated(refuse=frozenset({"c"}))
+    committer: Committer[str] = Committer(commit)
+    first = committer.submit("a")
+    assert commit.started.wait(JOIN_S)
+    rest = [committer.submit(item) for item in "bcd"]  # returns at once: the commit is blocked
+    assert not any(future.done() for future in [first, *rest])
+    commit.release.set()
+    errors = _settled([first, *rest])
+    assert commit.batches == [["a"], ["b", "c", "d"]]
+    assert [type(e) for e in errors] == [type(None), type(None), ValueError, type(None)]
+    committer.close()
+
+
+def test_a_commit_that_raises_fails_each_future_with_an_exception_of_its_own() -> None:
+    def broken(items: list[str]) -> list[BaseException | None]:
+        raise OSError("disk I/O error")
+
+    committer: Committer[str] = Committer(broken)
+    errors = _settled([committer.submit(item) for item in "xyz"])
+    assert all(isinstance(e, OSError) and str(e) == "disk I/O error" for e in errors)
+    assert len({id(e) for e in errors}) == 3
+    committer.close()
+
+
+def test_a_full_queue_makes_the_submitter_wait_for_room() -> None:
+    commit = Gated()
+    committer: Committer[str] = Committer(commit, max_queued=2)
+    first = committer.submit("a")
+    assert commit.started.wait(JOIN_S)
+    queued = [committer.submit("b"), committer.submit("c")]  # the queue is full
+    third: list[Future[None]] = []
+    blocked = _thread(lambda: third.append(committer.submit("d")))
+    blocked.join(0.2)  # a bounded look for the absence of progress
+    assert blocked.is_alive() and not third
+    commit.release.set()
+    _joined(blocked)
+    assert _settled([first, *queued, *third]) == [None] * 4
+    assert sorted(item for batch in commit.batches for item in batch) == ["a", "b", "c", "d"]
+    committer.close()
+
+
+def test_close_commits_what_is_queued_and_then_refuses() -> None:
+    commit = Gated()
+    committer: Committer[str] = Committer(commit)
+    futures = [committer.submit("a")]
+    assert commit.started.wait(JOIN_S)
+    futures += [committer.submit("b"), committer.submit("c")]
+    closing = _thread(committer.close)
+    commit.release.set()
+    _joined(closing)
+    assert all(future.done() for future in futures)
+    assert _settled(futures) == [None] * 3 and commit.batches == [["a"], ["b", "c"]]
+    with pytest.raises(RuntimeError, match="closed"):
+        committer.submit("d")

@@ -11,6 +11,7 @@ import random
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +49,8 @@ from emulator.store.base import (
 )
 
 log = logging.getLogger("tiw_emulator")
+# create_task's hold: takes the future of the task's commit (see there)
+Hold = Callable[[Future[None]], None]
 # A task is created as of its request's arrival (create_task's waited_s), up to this far back.
 MAX_WAITED_S = 10.0
 NO_CALLBACK_URL = (
@@ -218,30 +221,43 @@ class Emulator(QAControls, SharedChanges):
         source: str = "control",
         request_id: str | None = None,
         waited_s: float = 0.0,
+        hold: Hold | None = None,
     ) -> dict[str, Any]:
         """Plan, store and schedule a task; returns its view. `waited_s`: how long the request
         waited in the server before it got here; the task is created as of its arrival, so a
         callback due 100 ms after creation is due 100 ms after the request came in, however
-        busy the server was (the clock's `ago`)."""
+        busy the server was (the clock's `ago`).
+
+        `hold`, given by a server that can hold its reply (`wsgi_bridge.HOLD_KEY`): the commit
+        is not waited for. The task's rows go to the store's committer and `hold` gets the
+        future of that commit; the caller must not answer before it settles, and when it
+        settles with an error (a taken room, a repeated TaskId, a storage failure) must make
+        the same call again without `hold`, which draws again or refuses as usual.
+        """
+        sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
+        callback_url = validate_callback_url(callback_url)
+        if hold is not None:
+            task, plan = self._planned(
+                scenario, room_id, group_id, sdk_app_id, callback_url, seed, params, waited_s
+            )
+            task.source, task.request_id = source, request_id
+            committed = self.store.insert_task_later(task, now=plan.created_at)
+            committed.add_done_callback(lambda done: self._schedule_if_stored(done, task))
+            hold(committed)
+            return self._created_view(task, plan, dict(params or {}))
         with self.store.creating():  # creations arriving together share one commit
-            sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
-            callback_url = validate_callback_url(callback_url)
-            seed = seed if seed is not None else self._draw(lambda r: r.getrandbits(32))
-            pick_room = room_id is None
             for _ in range(100):  # a drawn room or TaskId that is taken: draw again
-                room: int = room_id if room_id is not None else self._draw(_random_room)
-                group = group_id if group_id is not None else str(room)
-                chosen = self._pick_scenario(scenario, room, group, sdk_app_id)
-                task, plan = self._plan(chosen, params, room, group, sdk_app_id, seed, waited_s)
-                task.callback_url, task.source, task.request_id = callback_url, source, request_id
-                for event in task.events:
-                    event.callback_url = callback_url
+                task, plan = self._planned(
+                    scenario, room_id, group_id, sdk_app_id, callback_url, seed, params, waited_s
+                )
+                task.source, task.request_id = source, request_id
+                seed = task.seed  # the same data in another room, or under another TaskId
                 try:
                     self._insert(task, plan.created_at)
                 except RoomTaken as busy:
-                    if pick_room:
+                    if room_id is None:
                         continue
-                    raise RoomBusy(room, sdk_app_id, busy.task_id) from None
+                    raise RoomBusy(task.room_id, sdk_app_id, busy.task_id) from None
                 except DuplicateTaskId:
                     continue
                 break
@@ -249,6 +265,33 @@ class Emulator(QAControls, SharedChanges):
                 raise InvalidState("could not find a free room or TaskId")
         self.engine.schedule(_outgoing_of(task))
         return self._created_view(task, plan, dict(params or {}))
+
+    def _planned(
+        self,
+        scenario: str | None,
+        room_id: int | None,
+        group_id: str | None,
+        sdk_app_id: int,
+        callback_url: str | None,
+        seed: int | None,
+        params: Mapping[str, Any] | None,
+        waited_s: float,
+    ) -> tuple[NewTask, Plan]:
+        """A task planned for its room (drawn when not given) and seed (drawn when not given)."""
+        seed = seed if seed is not None else self._draw(lambda r: r.getrandbits(32))
+        room: int = room_id if room_id is not None else self._draw(_random_room)
+        group = group_id if group_id is not None else str(room)
+        chosen = self._pick_scenario(scenario, room, group, sdk_app_id)
+        task, plan = self._plan(chosen, params, room, group, sdk_app_id, seed, waited_s)
+        task.callback_url = callback_url
+        for event in task.events:
+            event.callback_url = callback_url
+        return task, plan
+
+    def _schedule_if_stored(self, committed: Future[None], task: NewTask) -> None:
+        """A held creation's commit settled (on the store's committer thread)."""
+        if committed.exception() is None:
+            self.engine.schedule(_outgoing_of(task))
 
     def _insert(self, task: NewTask, now: float) -> None:
         self._storage(lambda: self.store.insert_task(task, now=now))

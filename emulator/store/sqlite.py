@@ -31,7 +31,7 @@ from emulator.store.base import (
     TaskFilter,
     rows_to_page,
 )
-from emulator.store.group import GroupCommit
+from emulator.store.group import Committer, GroupCommit
 from emulator.store.migrations import migrate
 from emulator.store.owner import OwnerLock
 from emulator.store.queries import SharedQueries
@@ -110,12 +110,14 @@ class SQLiteStore(WriteBehind, SharedQueries):
         )
         self._since_prune = 0
         self._creations: GroupCommit[tuple[NewTask, float]] = GroupCommit(self._commit_creations)
+        self._later: Committer[tuple[NewTask, float]] = Committer(self._commit_creations)
         self._sync_error: str | None = (
             None  # the last refused synchronous write, until one succeeds
         )
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        self._later.close()
         self._writes.stop()
         with self._lock, contextlib.suppress(StorageError):
             self._writes.flush_locked()
@@ -241,6 +243,11 @@ class SQLiteStore(WriteBehind, SharedQueries):
         checked before any of its rows is written).
         """
         self._creations.submit((task, now))
+
+    def insert_task_later(self, task: NewTask, *, now: float) -> Future[None]:
+        """As insert_task, committed on the store's committer thread (`group.Committer`) with
+        the creations queued beside it: the caller goes on at once."""
+        return self._later.submit((task, now))
 
     def _commit_creations(self, batch: list[tuple[NewTask, float]]) -> list[BaseException | None]:
         """Commit creations in one transaction: for each, None or what refused it."""

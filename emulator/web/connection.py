@@ -324,9 +324,39 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         self.serving.pool.submit(self._work, *item)
 
-    def _work(self, environ: dict[str, Any], keep_alive: bool) -> None:
-        """In a pool thread: the app's answer, rendered, handed back to the loop."""
+    def _work(self, environ: dict[str, Any], keep_alive: bool, hold: bool = True) -> None:
+        """In a pool thread: the app's answer, rendered, handed back to the loop; held until
+        the future the app gave (wsgi_bridge.HOLD_KEY) settles, and run again if it failed."""
+        held = wsgi_bridge.Held() if hold else None
+        pristine = environ.copy() if hold else environ
+        environ[wsgi_bridge.HOLD_KEY] = held
         reply = wsgi_bridge.respond(self.serving.wsgi_app, environ, keep_alive)
+        if held is None or held.future is None:
+            self._hand_back(reply)
+        else:
+            held.future.add_done_callback(
+                lambda done: self._settled(done, reply, pristine, keep_alive)
+            )
+
+    def _settled(
+        self,
+        done: Future[None],
+        reply: wsgi_bridge.Reply,
+        environ: dict[str, Any],
+        keep_alive: bool,
+    ) -> None:
+        """What a held reply waited for has settled (in the thread that settled it)."""
+        if not done.cancelled() and done.exception() is None:
+            self._hand_back(reply)
+            return
+        environ["wsgi.input"] = io.BytesIO(environ[wsgi_bridge.BODY_KEY])
+        try:
+            self.serving.pool.submit(self._work, environ, keep_alive, False)
+        except RuntimeError:  # the pool has shut down: the server is stopping
+            refusal = wsgi_bridge.json_error(503, "server_stopping", "the server is stopping")
+            self._hand_back(wsgi_bridge.Reply(refusal, True))
+
+    def _hand_back(self, reply: wsgi_bridge.Reply) -> None:
         try:
             self.loop.call_soon_threadsafe(self._replied, reply)
         except RuntimeError:  # the loop has closed: the server stopped meanwhile

@@ -18,7 +18,7 @@ from emulator.core.errors import UnknownField
 from emulator.core.models import INT64_MAX
 from emulator.core.scenarios import SCHEMA
 from emulator.core.service import Emulator
-from emulator.web.wsgi_bridge import request_body, waited_s
+from emulator.web.wsgi_bridge import hold_of, request_body, waited_s
 
 M = TypeVar("M")
 # Path ids are int64 row ids: anything else is a 404 from the router, never an overflow.
@@ -92,7 +92,10 @@ def create_control_blueprint() -> Blueprint:
     @bp.post("/api/tasks")
     def create_task() -> Response:
         fields = given(body(models.TaskCreate))
-        return reply(emulator().create_task(**fields, waited_s=waited_s(request.environ)), 201)
+        environ = request.environ
+        hold = hold_of(environ)
+        created = emulator().create_task(**fields, waited_s=waited_s(environ), hold=hold)
+        return reply(created, 201)
 
     @bp.get("/api/tasks")
     def list_tasks() -> Response:

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from email.utils import formatdate
 from functools import lru_cache
 from http import HTTPStatus
@@ -33,6 +34,11 @@ RECEIVED_KEY = "tiw_emulator.received"
 # environ key: the request's whole body as the server read it (bytes), so the app can take it as
 # is instead of through werkzeug's stream wrappers (~17 µs a request); wsgi.input has it too.
 BODY_KEY = "tiw_emulator.body"
+# environ key: set by the server, a callable the app may give a concurrent.futures.Future: the
+# reply is then held until the future settles, and when it settles with an exception the request
+# is run again without this key (the app then does the work the slow way, and answers from that).
+# The control API gives it the commit of a task creation (Emulator.create_task's `hold`).
+HOLD_KEY = "tiw_emulator.hold"
 SERVER_NAME = "tiw-emulator"  # the Server header: no version, nothing about Python
 # Hop-by-hop headers are the server's to write (PEP 3333 forbids them to apps); the body's
 # length is measured here, not taken from the app.
@@ -55,6 +61,27 @@ def waited_s(environ: dict[str, Any]) -> float:
     the server does not say: the Flask test client, another WSGI server)."""
     received = environ.get(RECEIVED_KEY)
     return max(0.0, time.monotonic() - received) if isinstance(received, float) else 0.0
+
+
+class Held:
+    """HOLD_KEY's callable: takes the one future a reply waits for."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: Future[None] | None = None
+
+    def __call__(self, future: Future[None]) -> None:
+        if self.future is not None:
+            raise RuntimeError("a reply can wait for one future only")
+        self.future = future
+
+
+def hold_of(environ: dict[str, Any]) -> Callable[[Future[None]], None] | None:
+    """The server's HOLD_KEY callable, or None (the Flask test client, another WSGI server, or
+    the run again after a held reply's future failed)."""
+    hold = environ.get(HOLD_KEY)
+    return hold if callable(hold) else None
 
 
 def request_body(request: Request) -> bytes:

@@ -1,0 +1,152 @@
+"""Held replies: a task created over HTTP is answered once its commit settles, and the request
+thread does not wait for it (wsgi_bridge.HOLD_KEY, Emulator.create_task's `hold`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask, request
+
+from emulator.store.base import StorageError
+from emulator.web import wsgi_bridge
+from emulator.web.server import AppServer
+
+JOIN_S = 10.0
+
+
+class HoldingApp:
+    """A Flask app whose POST /hold gives the server a future the test settles, and says how
+    it was called each time (with or without the hold, and with what body)."""
+
+    def __init__(self) -> None:
+        self.app = Flask(__name__)
+        self.calls: list[tuple[bool, bytes]] = []
+        self.future: Future[None] = Future()
+        self.ran = threading.Event()
+        self.app.add_url_rule("/hold", view_func=self.view, methods=["POST"])
+
+    def view(self) -> tuple[str, int]:
+        hold = wsgi_bridge.hold_of(request.environ)
+        body = wsgi_bridge.request_body(request)
+        self.calls.append((hold is not None, body))
+        if hold is None:
+            return f"again:{body.decode()}", 200
+        hold(self.future)
+        self.ran.set()
+        return f"first:{body.decode()}", 201
+
+
+@pytest.fixture
+def holding() -> Iterator[tuple[HoldingApp, AppServer]]:
+    app = HoldingApp()
+    server = AppServer(app.app).start()
+    yield app, server
+    server.stop()
+
+
+def _post_in_background(url: str) -> tuple[threading.Thread, list[requests.Response]]:
+    got: list[requests.Response] = []
+    thread = threading.Thread(
+        target=lambda: got.append(requests.post(url, data=b"payload", timeout=30)), daemon=True
+    )
+    thread.start()
+    return thread, got
+
+
+def test_the_reply_waits_for_the_future_the_app_gave(
+    holding: tuple[HoldingApp, AppServer],
+) -> None:
+    app, server = holding
+    thread, got = _post_in_background(server.url + "/hold")
+    assert app.ran.wait(JOIN_S)
+    thread.join(0.2)  # a bounded look for the absence of a reply
+    assert thread.is_alive() and not got, "answered before the future settled"
+    app.future.set_result(None)
+    thread.join(JOIN_S)
+    assert got and got[0].status_code == 201 and got[0].text == "first:payload"
+    assert app.calls == [(True, b"payload")]
+
+
+def test_a_failed_future_runs_the_request_again_without_the_hold(
+    holding: tuple[HoldingApp, AppServer],
+) -> None:
+    app, server = holding
+    thread, got = _post_in_background(server.url + "/hold")
+    assert app.ran.wait(JOIN_S)
+    app.future.set_exception(StorageError("database or disk is full"))
+    thread.join(JOIN_S)
+    assert got and got[0].status_code == 200 and got[0].text == "again:payload"
+    assert app.calls == [(True, b"payload"), (False, b"payload")]
+    # the connection is still good for the next request
+    app.future = Future()
+    app.future.set_result(None)
+    assert requests.post(server.url + "/hold", data=b"x", timeout=30).status_code == 201
+
+
+def test_an_app_can_hold_its_reply_for_one_future_only() -> None:
+    held = wsgi_bridge.Held()
+    held(Future())
+    with pytest.raises(RuntimeError, match="one future"):
+        held(Future())
+
+
+# -- the control API's creations -------------------------------------------------------------
+
+
+def _create_all(running: Any, bodies: list[dict[str, Any]]) -> list[requests.Response]:
+    """POST /api/tasks with every body at once, each on its own connection."""
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(
+            pool.map(
+                lambda body: requests.post(running.url + "/api/tasks", json=body, timeout=30),
+                bodies,
+            )
+        )
+
+
+def test_a_created_task_is_stored_and_scheduled_when_its_201_arrives(make_emulator: Any) -> None:
+    running = make_emulator(clock="real", speed=1e-6)  # nothing comes due during the test
+    replies = _create_all(running, [{"scenario": "success"} for _ in range(24)])
+    assert [r.status_code for r in replies] == [201] * 24
+    for reply in replies:
+        task = reply.json()
+        stored = running.api("GET", f"/api/tasks/{task['task_id']}")
+        assert stored.status_code == 200 and stored.json()["events"] == task["events"]
+    assert running.emu.engine.pending_count() == sum(
+        len(r.json()["events"]) for r in replies
+    )
+
+
+def test_concurrent_creations_in_one_room_give_one_201_and_409_for_the_rest(
+    make_emulator: Any,
+) -> None:
+    running = make_emulator()
+    replies = _create_all(running, [{"scenario": "success", "room_id": 4242} for _ in range(8)])
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [201] + [409] * 7, [r.text for r in replies]
+    winner = next(r.json() for r in replies if r.status_code == 201)
+    for refused in (r for r in replies if r.status_code == 409):
+        error = refused.json()["error"]
+        assert error["code"] == "room_busy" and winner["task_id"] in error["message"]
+    listed = running.api("GET", "/api/tasks", params={"room_id": 4242}).json()["tasks"]
+    assert [t["task_id"] for t in listed] == [winner["task_id"]]
+
+
+def test_a_repeated_task_id_is_drawn_again_over_http(make_emulator: Any, tmp_path: Path) -> None:
+    """The same run seed on the same file draws the same TaskIds: the commit refuses the
+    repeat, the request runs again and the task gets the next TaskId."""
+    db = str(tmp_path / "same.db")
+    first = make_emulator(db=db, seed=7)
+    before = first.api("POST", "/api/tasks", json={"scenario": "success"}).json()["task_id"]
+    first.close()
+    again = make_emulator(db=db, seed=7)
+    reply = again.api("POST", "/api/tasks", json={"scenario": "success"})
+    assert reply.status_code == 201 and reply.json()["task_id"] != before
+    tasks = again.api("GET", "/api/tasks").json()["tasks"]
+    assert sorted(t["task_id"] for t in tasks) == sorted([before, reply.json()["task_id"]])
