@@ -289,3 +289,15 @@ def test_close_commits_what_is_queued_and_then_refuses() -> None:
     assert _settled(futures) == [None] * 3 and commit.batches == [["a"], ["b", "c"]]
     with pytest.raises(RuntimeError, match="closed"):
         committer.submit("d")
+
+
+def test_a_batch_goes_once_it_is_full_and_a_short_one_once_the_wait_is_over() -> None:
+    commit = Recorder()
+    full: Committer[str] = Committer(commit, fill=3, wait_s=LONG_S)  # never waits LONG_S
+    assert _settled([full.submit(item) for item in "abc"]) == [None] * 3
+    assert commit.batches == [["a", "b", "c"]]
+    full.close()
+    short: Committer[str] = Committer(commit, fill=8, wait_s=0.01)
+    assert _settled([short.submit("d")]) == [None]
+    assert commit.batches[-1] == ["d"]
+    short.close()

@@ -14,6 +14,7 @@ import requests
 from flask import Flask, request
 
 from emulator.store.base import StorageError
+from emulator.store.postgres import PostgresStore
 from emulator.web import wsgi_bridge
 from emulator.web.server import AppServer
 
@@ -118,9 +119,7 @@ def test_a_created_task_is_stored_and_scheduled_when_its_201_arrives(make_emulat
         task = reply.json()
         stored = running.api("GET", f"/api/tasks/{task['task_id']}")
         assert stored.status_code == 200 and stored.json()["events"] == task["events"]
-    assert running.emu.engine.pending_count() == sum(
-        len(r.json()["events"]) for r in replies
-    )
+    assert running.emu.engine.pending_count() == sum(len(r.json()["events"]) for r in replies)
 
 
 def test_concurrent_creations_in_one_room_give_one_201_and_409_for_the_rest(
@@ -150,3 +149,34 @@ def test_a_repeated_task_id_is_drawn_again_over_http(make_emulator: Any, tmp_pat
     assert reply.status_code == 201 and reply.json()["task_id"] != before
     tasks = again.api("GET", "/api/tasks").json()["tasks"]
     assert sorted(t["task_id"] for t in tasks) == sorted([before, reply.json()["task_id"]])
+
+
+# -- the lane: requests that never wait run one at a time on a thread of their own ------------
+
+
+def test_the_requests_the_app_names_run_on_the_lane_and_the_rest_on_the_pool() -> None:
+    app = Flask(__name__)
+    app.config[wsgi_bridge.LANE_CONFIG] = lambda method, path: method == "POST" and path == "/q"
+    app.add_url_rule("/q", "q", lambda: threading.current_thread().name, methods=["GET", "POST"])
+    server = AppServer(app).start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            posts = list(
+                pool.map(lambda _: requests.post(server.url + "/q", timeout=30), range(16))
+            )
+        got = requests.get(server.url + "/q", timeout=30)
+    finally:
+        server.stop()
+    assert {r.text for r in posts} == {"tiw-lane_0"}  # one thread: one at a time
+    assert got.text.startswith("tiw-http")
+
+
+def test_the_control_api_puts_creations_on_the_lane_only_when_its_store_commits_later(
+    make_emulator: Any,
+) -> None:
+    running = make_emulator()
+    in_lane = running.app.config[wsgi_bridge.LANE_CONFIG]
+    assert running.emu.store.commits_later
+    assert in_lane("POST", "/api/tasks")
+    assert not in_lane("POST", "/api/events") and not in_lane("GET", "/api/tasks")
+    assert PostgresStore.commits_later is False  # a creation there waits for the server

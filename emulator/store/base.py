@@ -108,6 +108,7 @@ class Store(Protocol):
 
     location: str
     shared: bool  # other processes may share this database (then it is a SharedStore)
+    commits_later: bool  # insert_task_later returns before the commit (a store thread commits)
 
     def close(self) -> None: ...
     def health(self) -> str | None:

@@ -129,6 +129,7 @@ class PostgresStore(SharedPostgres, WriteBehind, SharedQueries):
 
     MARK = "%s"
     shared = True
+    commits_later = False  # insert_task_later commits before it returns
 
     def __init__(
         self,

@@ -84,6 +84,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
 
     MARK = "?"
     shared = False
+    commits_later = True  # group.Committer
 
     def __init__(
         self,

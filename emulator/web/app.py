@@ -16,6 +16,7 @@ from emulator.cloudapi.core_backend import EmulatorCloudBackend
 from emulator.core.config import Settings
 from emulator.core.errors import EmulatorError, PayloadTooLarge, Unauthorized
 from emulator.core.service import Emulator
+from emulator.web import wsgi_bridge
 from emulator.web.control import create_control_blueprint
 from emulator.web.dashboard import create_dashboard_blueprint
 from emulator.web.openapi import create_openapi_blueprint
@@ -34,6 +35,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start: boo
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tiw_emulator"] = emu
+    app.config[wsgi_bridge.LANE_CONFIG] = lambda method, path: (
+        method == "POST" and path == "/api/tasks" and emu.store.commits_later
+    )
 
     def cloud_settings() -> CloudApiSettings:
         return CloudApiSettings(

@@ -16,6 +16,7 @@ import io
 import logging
 import sys
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -61,6 +62,10 @@ def _environ_key(name: bytes) -> str:
     return key
 
 
+def _nowhere(method: str, path: str) -> bool:
+    return False
+
+
 class Refused(Exception):
     """Raised from a parser callback: the request is answered with `reply` and not read on."""
 
@@ -83,10 +88,15 @@ class Serving:
         pool: ThreadPoolExecutor,
         port: int,
         limit: int,
+        lane: ThreadPoolExecutor | None = None,
     ) -> None:
         self.wsgi_app = app.wsgi_app
         self.loop = loop
         self.pool = pool
+        self.lane = lane or pool
+        self.in_lane: Callable[[str, str], bool] = (
+            app.config.get(wsgi_bridge.LANE_CONFIG) or _nowhere
+        )
         self.port = str(port)
         self.limit = limit
         self.max_body = limit + BODY_SLACK_BYTES
@@ -94,6 +104,12 @@ class Serving:
         self.streams: set[asyncio.Task[None]] = set()  # responses being streamed
         self.stopping = False
         self.all_closed = asyncio.Event()
+
+    def pool_for(self, environ: dict[str, Any]) -> ThreadPoolExecutor:
+        """The lane for the requests the app says never wait (LANE_CONFIG), else the pool."""
+        if self.in_lane(environ["REQUEST_METHOD"], environ["PATH_INFO"]):
+            return self.lane
+        return self.pool
 
     def too_large(self) -> Refused:
         return Refused(
@@ -322,7 +338,7 @@ class HttpConnection(asyncio.Protocol):
             self._write_refusal(item)
             return
         self.busy = True
-        self.serving.pool.submit(self._work, *item)
+        self.serving.pool_for(item[0]).submit(self._work, *item)
 
     def _work(self, environ: dict[str, Any], keep_alive: bool, hold: bool = True) -> None:
         """In a pool thread: the app's answer, rendered, handed back to the loop; held until
