@@ -301,3 +301,28 @@ def test_a_batch_goes_once_it_is_full_and_a_short_one_once_the_wait_is_over() ->
     assert _settled([short.submit("d")]) == [None]
     assert commit.batches[-1] == ["d"]
     short.close()
+
+
+def test_a_lone_announced_item_goes_at_once_and_a_batch_waits_for_one_announced() -> None:
+    commit = Recorder()
+    committer: Committer[str] = Committer(commit, fill=8, wait_s=LONG_S)
+    with committer.announced():
+        alone = committer.submit("a")
+    assert _settled([alone]) == [None]  # nothing else was coming: no wait for the batch to fill
+    planning, planned = threading.Event(), threading.Event()
+    later: list[Future[None]] = []
+
+    def creator() -> None:
+        with committer.announced():
+            planning.set()
+            assert planned.wait(LONG_S)
+            later.append(committer.submit("c"))
+
+    thread = _thread(creator)
+    assert planning.wait(JOIN_S)
+    first = committer.submit("b")  # the batch waits for "c", which is announced
+    planned.set()
+    _joined(thread)
+    assert _settled([first, *later]) == [None, None]
+    assert commit.batches == [["a"], ["b", "c"]]
+    committer.close()

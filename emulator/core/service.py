@@ -237,11 +237,12 @@ class Emulator(QAControls, SharedChanges):
         sdk_app_id = sdk_app_id if sdk_app_id is not None else self._config.sdk_app_id
         callback_url = validate_callback_url(callback_url)
         if hold is not None:
-            task, plan = self._planned(
-                scenario, room_id, group_id, sdk_app_id, callback_url, seed, params, waited_s
-            )
-            task.source, task.request_id = source, request_id
-            committed = self.store.insert_task_later(task, now=plan.created_at)
+            with self.store.creating(later=True):  # the batch being filled waits for it
+                task, plan = self._planned(
+                    scenario, room_id, group_id, sdk_app_id, callback_url, seed, params, waited_s
+                )
+                task.source, task.request_id = source, request_id
+                committed = self.store.insert_task_later(task, now=plan.created_at)
             committed.add_done_callback(lambda done: self._schedule_if_stored(done, task))
             hold(committed)
             return self._created_view(task, plan, dict(params or {}))

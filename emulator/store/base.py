@@ -128,9 +128,10 @@ class Store(Protocol):
     def set_app_callback(self, sdk_app_id: int, url: str | None) -> None: ...
 
     # tasks and their events
-    def creating(self) -> AbstractContextManager[None]:
-        """Around a task's creation, from planning to `insert_task`: creations that arrive
-        together may then share one commit (a store without group commit does nothing)."""
+    def creating(self, later: bool = False) -> AbstractContextManager[None]:
+        """Around a task's creation, from planning to `insert_task` (`insert_task_later` when
+        `later`): creations that arrive together may then share one commit (a store without
+        group commit does nothing)."""
         ...
 
     def insert_task(self, task: NewTask, *, now: float) -> None:

@@ -143,10 +143,11 @@ class Committer(Generic[T]):
     `submit` queues an item and returns a future that settles once the item's batch is committed
     (None) or refused (the exception, as `commit` gave it); the future's callbacks run on the
     committing thread, in the order they were added. A batch is what has queued (at most
-    `max_size`) once `fill` items are there or `wait_s` after the first came, whichever is
-    sooner; nobody's thread waits for it. At most `max_queued` items wait: beyond that `submit`
-    blocks until there is room. The thread starts with the first submit; `close` commits what is
-    queued and stops it.
+    `max_size`) once `fill` items are there, or no announced item (`announced()`, around a
+    creation's planning) is still to come, or `wait_s` after the first came, whichever is
+    sooner: a lone creation is committed at once, and nobody's thread waits for a batch. At most
+    `max_queued` items wait: beyond that `submit` blocks until there is room. The thread starts
+    with the first submit; `close` commits what is queued and stops it.
 
     Why (docs/benchmarks.md, "Front door, sixth round"): a request thread that waited for its
     creation's commit, as GroupCommit has it do, cost ~400 µs of the process's CPU per created
@@ -154,7 +155,8 @@ class Committer(Generic[T]):
     commit); the server holds the reply until the future settles instead, and the thread goes on
     to the next request. The wait for a fuller batch: with creations planned one at a time (the
     server's lane) committing each as it came made batches of one or two and cost ~50 µs more
-    per task than waiting up to 1 ms for eight.
+    per task than waiting up to 1 ms for eight; waiting only while a creation is announced keeps
+    a client that creates one task at a time from waiting at all.
     """
 
     def __init__(
@@ -177,8 +179,27 @@ class Committer(Generic[T]):
         self._queued = threading.Condition(mutex)  # the committer waits for work
         self._room = threading.Condition(mutex)  # submitters wait for room
         self._queue: deque[tuple[T, Future[None]]] = deque()
+        self._coming = 0  # announced and not yet submitted (or gone)
+        self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._closed = False
+
+    @contextlib.contextmanager
+    def announced(self) -> Iterator[None]:
+        """Around the making of an item: the batch being filled waits for it (up to wait_s)."""
+        local = self._local
+        with self._queued:
+            self._coming += 1
+        local.announced = True
+        try:
+            yield
+        finally:
+            if local.announced:  # left without submitting: the batch should not wait for it
+                with self._queued:
+                    self._coming -= 1
+                    if self._coming == 0:
+                        self._queued.notify()
+            local.announced = False
 
     def submit(self, item: T) -> Future[None]:
         """Queue `item` for the next batch; the future settles once it is committed or refused."""
@@ -189,11 +210,15 @@ class Committer(Generic[T]):
             if self._closed:
                 raise RuntimeError("the committer is closed")
             self._queue.append((item, future))
+            local = self._local
+            if getattr(local, "announced", False):
+                local.announced = False
+                self._coming -= 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            elif len(self._queue) in (1, self._fill):  # the first of a batch, or it is full
-                self._queued.notify()
+            elif len(self._queue) in (1, self._fill) or self._coming == 0:
+                self._queued.notify()  # the first of a batch, a full one, or the last to come
         return future
 
     def close(self) -> None:
@@ -215,7 +240,7 @@ class Committer(Generic[T]):
                 if not queue:
                     return
                 deadline = time.monotonic() + self._wait_s
-                while len(queue) < self._fill and not self._closed:
+                while len(queue) < self._fill and self._coming > 0 and not self._closed:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break

@@ -387,7 +387,7 @@ class PostgresStore(SharedPostgres, WriteBehind, SharedQueries):
         self._write(run)
 
     # -- tasks and events --------------------------------------------------------------------
-    def creating(self) -> contextlib.AbstractContextManager[None]:
+    def creating(self, later: bool = False) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # each creation is its own transaction (a round trip)
 
     def insert_task(self, task: NewTask, *, now: float) -> None:

@@ -233,8 +233,8 @@ class SQLiteStore(WriteBehind, SharedQueries):
         self._write(lambda c: c.execute(sql, args))
 
     # -- tasks and events --------------------------------------------------------------------
-    def creating(self) -> contextlib.AbstractContextManager[None]:
-        return self._creations.announced()
+    def creating(self, later: bool = False) -> contextlib.AbstractContextManager[None]:
+        return self._later.announced() if later else self._creations.announced()
 
     def insert_task(self, task: NewTask, *, now: float) -> None:
         """Insert a task with its plan and events, committed before this returns.
