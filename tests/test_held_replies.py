@@ -51,21 +51,25 @@ def holding() -> Iterator[tuple[HoldingApp, AppServer]]:
     server.stop()
 
 
-def _post_in_background(url: str) -> tuple[threading.Thread, list[requests.Response]]:
+def _posted(
+    holding: tuple[HoldingApp, AppServer],
+) -> tuple[HoldingApp, threading.Thread, list[requests.Response]]:
+    """POST /hold from a thread of its own, once the app has run (its reply held or not)."""
+    app, server = holding
     got: list[requests.Response] = []
+    url = server.url + "/hold"
     thread = threading.Thread(
         target=lambda: got.append(requests.post(url, data=b"payload", timeout=30)), daemon=True
     )
     thread.start()
-    return thread, got
+    assert app.ran.wait(JOIN_S)
+    return app, thread, got
 
 
 def test_the_reply_waits_for_the_future_the_app_gave(
     holding: tuple[HoldingApp, AppServer],
 ) -> None:
-    app, server = holding
-    thread, got = _post_in_background(server.url + "/hold")
-    assert app.ran.wait(JOIN_S)
+    app, thread, got = _posted(holding)
     thread.join(0.2)  # a bounded look for the absence of a reply
     assert thread.is_alive() and not got, "answered before the future settled"
     app.future.set_result(None)
@@ -77,9 +81,7 @@ def test_the_reply_waits_for_the_future_the_app_gave(
 def test_a_failed_future_runs_the_request_again_without_the_hold(
     holding: tuple[HoldingApp, AppServer],
 ) -> None:
-    app, server = holding
-    thread, got = _post_in_background(server.url + "/hold")
-    assert app.ran.wait(JOIN_S)
+    app, thread, got = _posted(holding)
     app.future.set_exception(StorageError("database or disk is full"))
     thread.join(JOIN_S)
     assert got and got[0].status_code == 200 and got[0].text == "again:payload"
@@ -87,7 +89,7 @@ def test_a_failed_future_runs_the_request_again_without_the_hold(
     # the connection is still good for the next request
     app.future = Future()
     app.future.set_result(None)
-    assert requests.post(server.url + "/hold", data=b"x", timeout=30).status_code == 201
+    assert requests.post(holding[1].url + "/hold", data=b"x", timeout=30).status_code == 201
 
 
 def test_an_app_can_hold_its_reply_for_one_future_only() -> None:
