@@ -6,6 +6,7 @@ them holds business rules of its own. Persistence goes through the `Store` inter
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import secrets
@@ -131,8 +132,8 @@ class Emulator(QAControls, SharedChanges):
         if self._shared is not None:
             self._shared.stop()
         if self._started:
+            self._started = False  # a held creation committed from now on is not scheduled
             self.engine.stop()
-            self._started = False
         try:
             self.store.save_config({"clock_now": self.clock.now()})
         except StorageError as exc:
@@ -290,9 +291,12 @@ class Emulator(QAControls, SharedChanges):
         return task, plan
 
     def _schedule_if_stored(self, committed: Future[None], task: NewTask) -> None:
-        """A held creation's commit settled (on the store's committer thread)."""
-        if committed.exception() is None:
-            self.engine.schedule(_outgoing_of(task))
+        """A held creation's commit settled (on the store's committer thread). Once the
+        emulator is closing its events are not scheduled: they are stored, and the next start
+        schedules them with the rest of the pending events."""
+        if committed.exception() is None and self._started:
+            with contextlib.suppress(RuntimeError):  # the engine's loop closed meanwhile
+                self.engine.schedule(_outgoing_of(task))
 
     def _insert(self, task: NewTask, now: float) -> None:
         self._storage(lambda: self.store.insert_task(task, now=now))
