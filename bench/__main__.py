@@ -2,8 +2,9 @@
 
 Prints progress as it goes, then the report, which is also written to .bench/report.md.
 `--only a,b` runs a subset (names: throughput, lateness, slow, https, many, startup, longclass,
-plugin, load, lists, frontdoor, pg); `--quick` uses smaller counts for a fast check. `frontdoor`
-runs the shared peer harness (the emulator beside WireMock): see bench/frontdoor.py.
+plugin, load, lists, frontdoor, split, pg); `--quick` uses smaller counts for a fast check.
+`frontdoor` runs the shared peer harness (the emulator beside WireMock): see bench/frontdoor.py;
+`split` divides a created task's CPU between the server's threads: see bench/split.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import frontdoor, inproc, lists, load, pg, proc, tls
+from bench import frontdoor, inproc, lists, load, pg, proc, split, tls
 from bench.recv import RecvProc
 from bench.report import render
 
@@ -32,6 +33,7 @@ NAMES = (
     "load",
     "lists",
     "frontdoor",
+    "split",
     "pg",
 )
 
@@ -107,6 +109,9 @@ def run(only: set[str], quick: bool, workdir: Path) -> dict[str, Any]:
         if "frontdoor" in only:
             progress("[11] front door over HTTP, beside WireMock (the peer harness)")
             results["frontdoor"] = frontdoor.run(workdir, progress, n=int(3000 * scale))
+        if "split" in only:
+            progress("[11b] a created task's CPU by thread: control plane and delivery")
+            results["split"] = split.run(workdir, fast, int(4000 * scale), progress)
         if "pg" in only:
             progress("[12] PostgreSQL store beside SQLite: one process, two sharing a database")
             results["pg"] = pg.run(workdir, recorder, scale, progress)

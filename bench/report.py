@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import frontdoor, pg
+from bench import frontdoor, pg, split
 
 # From /work/shared/reference/peer-bench.md (same machine kind, medians of 3).
 PEERS = {
@@ -240,6 +240,8 @@ def render(r: dict[str, Any]) -> str:
     front = r.get("frontdoor")
     if front is not None:
         rows += frontdoor.rows(front)
+    if r.get("split"):
+        rows += split.rows(r["split"])
     out = ["# tiw-emulator benchmark report", ""]
     if r.get("quick"):
         out += ["**Quick run (`--quick`): smaller counts, not the committed figures.**", ""]
@@ -253,6 +255,8 @@ def render(r: dict[str, Any]) -> str:
     out += ["", *NOTES]
     if front is not None:
         out += [frontdoor.NOTE]
+    if r.get("split"):
+        out += [split.NOTE]
     return "\n".join(out) + "\n"
 
 

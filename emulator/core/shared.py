@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from emulator.core.clock import EmulatedClock
 from emulator.core.config import RuntimeConfig, runtime_from
 from emulator.core.scenarios import parse_scenario
+from emulator.core.threadname import name_os_thread
 from emulator.store.base import Row, SharedStore, StorageError
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class SharedMode:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        name_os_thread()
         next_beat = next_sweep = self._monotonic()
         while not self._stop.is_set():
             wait = max(0.0, min(next_beat, next_sweep) - self._monotonic())

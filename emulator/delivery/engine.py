@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from emulator.core.clock import EmulatedClock
 from emulator.core.config import RuntimeConfig
+from emulator.core.threadname import name_os_thread
 from emulator.delivery.dispatcher import HEADERS, Dispatcher
 from emulator.delivery.scheduler import Outgoing, Scheduler
 from emulator.delivery.transport import Transports
@@ -135,6 +136,7 @@ class Engine:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        name_os_thread()
         asyncio.set_event_loop(self._loop)
         self._ready.set()
         self._loop.run_forever()

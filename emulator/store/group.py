@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+from emulator.core.threadname import name_os_thread
+
 T = TypeVar("T")
 # commit(items) -> for each item None (committed) or the exception that refused it
 Commit = Callable[[list[T]], list[BaseException | None]]
@@ -232,6 +234,7 @@ class Committer(Generic[T]):
             thread.join()
 
     def _run(self) -> None:
+        name_os_thread()
         queue = self._queue
         while True:
             with self._queued:

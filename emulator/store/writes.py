@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.core.threadname import name_os_thread
 from emulator.store.base import AttemptListener, NewEvent, Row
 
 log = logging.getLogger("tiw_emulator.store")
@@ -125,6 +126,7 @@ class WriteQueue:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        name_os_thread()
         backoff = self._interval
         while not self._stopping.is_set():
             with self._cond:

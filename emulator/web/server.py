@@ -53,6 +53,7 @@ from typing import Any
 
 from flask import Flask
 
+from emulator.core.threadname import name_os_thread
 from emulator.web.connection import HttpConnection, Serving
 
 # Threads that run the app: an ad-hoc event holds one until its callback is answered, an open
@@ -87,8 +88,9 @@ class AppServer:
             raise
         self._sock.setblocking(False)
         self.port = int(self._sock.getsockname()[1])
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiw-http")
-        self._lane = ThreadPoolExecutor(1, thread_name_prefix="tiw-lane")
+        named = name_os_thread  # each worker, as it starts: top -H and make bench tell them apart
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiw-http", initializer=named)
+        self._lane = ThreadPoolExecutor(1, thread_name_prefix="tiw-lane", initializer=named)
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_interrupts)
         limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
