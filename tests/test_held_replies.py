@@ -3,6 +3,7 @@ thread does not wait for it (wsgi_bridge.HOLD_KEY, Emulator.create_task's `hold`
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask, request
+from tc3_requests import tc3_headers
 
+from emulator.core.config import DEMO_SECRET_ID, DEMO_SECRET_KEY
 from emulator.store.base import StorageError
 from emulator.store.postgres import PostgresStore
 from emulator.web import wsgi_bridge
@@ -158,7 +161,9 @@ def test_a_repeated_task_id_is_drawn_again_over_http(make_emulator: Any, tmp_pat
 
 def test_the_requests_the_app_names_run_on_the_lane_and_the_rest_on_the_pool() -> None:
     app = Flask(__name__)
-    app.config[wsgi_bridge.LANE_CONFIG] = lambda method, path: method == "POST" and path == "/q"
+    app.config[wsgi_bridge.LANE_CONFIG] = lambda environ: (
+        environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/q"
+    )
     app.add_url_rule("/q", "q", lambda: threading.current_thread().name, methods=["GET", "POST"])
     server = AppServer(app).start()
     try:
@@ -173,12 +178,46 @@ def test_the_requests_the_app_names_run_on_the_lane_and_the_rest_on_the_pool() -
     assert got.text.startswith("tiw-http")
 
 
-def test_the_control_api_puts_creations_on_the_lane_only_when_its_store_commits_later(
+def test_creations_go_on_the_lane_only_when_the_store_commits_later(
     make_emulator: Any,
 ) -> None:
     running = make_emulator()
     in_lane = running.app.config[wsgi_bridge.LANE_CONFIG]
+
+    def environ(method: str, path: str, **headers: str) -> dict[str, str]:
+        return {"REQUEST_METHOD": method, "PATH_INFO": path, **headers}
+
     assert running.emu.store.commits_later
-    assert in_lane("POST", "/api/tasks")
-    assert not in_lane("POST", "/api/events") and not in_lane("GET", "/api/tasks")
+    assert in_lane(environ("POST", "/api/tasks"))
+    assert in_lane(environ("POST", "/", HTTP_X_TC_ACTION="CreateOfflineRecord"))
+    assert not in_lane(environ("POST", "/", HTTP_X_TC_ACTION="DescribeOfflineRecord"))
+    assert not in_lane(environ("POST", "/api/events")) and not in_lane(environ("GET", "/api/tasks"))
     assert PostgresStore.commits_later is False  # a creation there waits for the server
+
+
+def test_concurrent_cloud_creations_in_one_room_log_each_call_once(make_emulator: Any) -> None:
+    """CreateOfflineRecord is held like POST /api/tasks: the refused calls run again and answer
+    LimitExceeded.TaskConcurrency, and the cloud-call log has one record per call."""
+    running = make_emulator()
+    body = json.dumps({"SdkAppId": 1400000001, "RoomId": 4343}).encode()
+
+    def call(_: int) -> dict[str, Any]:
+        headers = tc3_headers(
+            "CreateOfflineRecord",
+            body,
+            secret_id=DEMO_SECRET_ID,
+            secret_key=DEMO_SECRET_KEY,
+            host=running.url.removeprefix("http://"),
+            timestamp=int(running.emu.clock.wall()),
+        )
+        reply = requests.post(running.url + "/", data=body, headers=headers, timeout=30)
+        return dict(reply.json()["Response"])
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, range(8)))
+    created = [a["TaskId"] for a in answers if "TaskId" in a]
+    refused = [a["Error"]["Code"] for a in answers if "Error" in a]
+    assert len(created) == 1 and refused == ["LimitExceeded.TaskConcurrency"] * 7, answers
+    logged = running.api("GET", "/api/cloud-calls").json()["cloud_calls"]
+    assert sorted(c["request_id"] for c in logged) == sorted(a["RequestId"] for a in answers)
+    assert [c["task_id"] for c in logged if c["ok"]] == created

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,11 +22,16 @@ class CloudBackend(Protocol):
         whiteboard: dict[str, Any] | None,
         request_id: str,
         waited_s: float = 0.0,
+        hold: Callable[[Future[None]], None] | None = None,
     ) -> str:
         """Create a task and return its TaskId; `request_id` is this call's RequestId.
 
         `waited_s`: how long the call waited in the server before it got here; the task is
-        created as of the call's arrival (as `POST /api/tasks` does).
+        created as of the call's arrival (as `POST /api/tasks` does). `hold`: the server holds
+        the reply until the future given to it settles (`Emulator.create_task`'s `hold`): the
+        task is not committed yet when this returns, and a refusal comes through the future. A
+        backend may ignore it and create the task before returning; it is passed only when the
+        server offers it.
 
         Raises LimitExceeded.TaskConcurrency (`errors.task_concurrency`) when the room and
         SdkAppId already have an unfinished task. `group_id` is None when absent or empty.

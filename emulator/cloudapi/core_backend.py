@@ -7,7 +7,7 @@ from typing import Any
 
 from emulator.cloudapi import errors as cloud_errors
 from emulator.core.errors import RoomBusy, TaskNotFound
-from emulator.core.service import Emulator
+from emulator.core.service import Emulator, Hold
 
 
 class EmulatorCloudBackend:
@@ -26,6 +26,7 @@ class EmulatorCloudBackend:
         whiteboard: dict[str, Any] | None,
         request_id: str,
         waited_s: float = 0.0,
+        hold: Hold | None = None,
     ) -> str:
         params: dict[str, Any] = {}
         if mix_stream and mix_stream.get("Enabled"):
@@ -39,6 +40,7 @@ class EmulatorCloudBackend:
                 source="cloudapi",
                 request_id=request_id,
                 waited_s=waited_s,
+                hold=hold,
             )
         except RoomBusy as busy:
             raise cloud_errors.task_concurrency(room_id, busy.details["task_id"]) from None

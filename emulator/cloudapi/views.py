@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -17,7 +18,7 @@ from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
 from emulator.cloudapi.hosts import SigningLeeway
 from emulator.core.redact import mask_url, short_id
-from emulator.web.wsgi_bridge import request_body, waited_s
+from emulator.web.wsgi_bridge import hold_of, request_body, waited_s
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,12 @@ def _handle_call(
         "message": None,
     }
     error: CloudApiError | None = None
+    held: list[Future[None]] = []  # a creation's commit, when the server can hold the reply
+    hold = hold_of(request.environ)
     try:
         settings = settings_provider()
         record["at"] = settings.now()
-        fields = _process(backend, settings, record)
+        fields = _process(backend, settings, record, held.append if hold else None)
     except CloudApiError as exc:
         error = exc
     except Exception:
@@ -101,12 +104,24 @@ def _handle_call(
                 "RequestId": request_id,
             }
         }
-    _log_call(backend, record)
+    if hold is not None and held:  # logged once it is committed; a refusal runs the call again
+        held[0].add_done_callback(lambda done: _log_if_stored(done, backend, record))
+        hold(held[0])
+    else:
+        _log_call(backend, record)
     return _json_response(body)
 
 
+def _log_if_stored(done: Future[None], backend: CloudBackend, record: CallRecord) -> None:
+    if not done.cancelled() and done.exception() is None:
+        _log_call(backend, record)
+
+
 def _process(
-    backend: CloudBackend, settings: CloudApiSettings, record: CallRecord
+    backend: CloudBackend,
+    settings: CloudApiSettings,
+    record: CallRecord,
+    hold: Callable[[Future[None]], None] | None = None,
 ) -> dict[str, Any]:
     body = _read_body(settings.max_body_bytes)
     call = incoming.read_call(
@@ -126,7 +141,7 @@ def _process(
     record["params"] = typed
     if action == "DescribeOfflineRecord":
         record["task_id"] = typed["TaskId"]
-    fields = _call_backend(backend, action, typed, record["request_id"])
+    fields = _call_backend(backend, action, typed, record["request_id"], hold)
     if action == "CreateOfflineRecord":
         record["task_id"] = fields["TaskId"]
     return fields if settings.fidelity != "strict" else {}
@@ -183,7 +198,11 @@ def _claimed_secret_id(call: incoming.IncomingCall) -> str | None:
 
 
 def _call_backend(
-    backend: CloudBackend, action: str, typed: dict[str, Any], request_id: str
+    backend: CloudBackend,
+    action: str,
+    typed: dict[str, Any],
+    request_id: str,
+    hold: Callable[[Future[None]], None] | None = None,
 ) -> dict[str, Any]:
     sdk_app_id: int = typed["SdkAppId"]
     if action == "CreateOfflineRecord":
@@ -195,6 +214,7 @@ def _call_backend(
             whiteboard=typed.get("Whiteboard"),
             request_id=request_id,
             waited_s=waited_s(request.environ),
+            **({"hold": hold} if hold is not None else {}),
         )
         return {"TaskId": task_id}
     if action == "DescribeOfflineRecord":

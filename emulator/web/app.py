@@ -35,8 +35,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start: boo
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tiw_emulator"] = emu
-    app.config[wsgi_bridge.LANE_CONFIG] = lambda method, path: (
-        method == "POST" and path == "/api/tasks" and emu.store.commits_later
+    app.config[wsgi_bridge.LANE_CONFIG] = lambda environ: (
+        emu.store.commits_later and _creates(environ)
     )
 
     def cloud_settings() -> CloudApiSettings:
@@ -55,6 +55,17 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start: boo
     _install_auth(app, settings)
     _install_error_handlers(app)
     return app
+
+
+def _creates(environ: dict[str, Any]) -> bool:
+    """A task creation whose reply the server can hold: the control API's, or the cloud API's
+    TC3-signed CreateOfflineRecord (a v1-signed call names its action in its body or query)."""
+    if environ["REQUEST_METHOD"] != "POST":
+        return False
+    path = environ["PATH_INFO"]
+    if path == "/api/tasks":
+        return True
+    return path == "/" and environ.get("HTTP_X_TC_ACTION") == "CreateOfflineRecord"
 
 
 def get_emulator(app: Flask) -> Emulator:

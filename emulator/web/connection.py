@@ -62,7 +62,7 @@ def _environ_key(name: bytes) -> str:
     return key
 
 
-def _nowhere(method: str, path: str) -> bool:
+def _nowhere(environ: dict[str, Any]) -> bool:
     return False
 
 
@@ -94,7 +94,7 @@ class Serving:
         self.loop = loop
         self.pool = pool
         self.lane = lane or pool
-        self.in_lane: Callable[[str, str], bool] = (
+        self.in_lane: Callable[[dict[str, Any]], bool] = (
             app.config.get(wsgi_bridge.LANE_CONFIG) or _nowhere
         )
         self.port = str(port)
@@ -107,7 +107,7 @@ class Serving:
 
     def pool_for(self, environ: dict[str, Any]) -> ThreadPoolExecutor:
         """The lane for the requests the app says never wait (LANE_CONFIG), else the pool."""
-        if self.in_lane(environ["REQUEST_METHOD"], environ["PATH_INFO"]):
+        if self.in_lane(environ):
             return self.lane
         return self.pool
 

@@ -39,9 +39,9 @@ BODY_KEY = "tiw_emulator.body"
 # is run again without this key (the app then does the work the slow way, and answers from that).
 # The control API gives it the commit of a task creation (Emulator.create_task's `hold`).
 HOLD_KEY = "tiw_emulator.hold"
-# app.config key: a callable (method, path) -> bool, True for the requests that never wait on I/O
-# in the app (a task creation whose commit the server holds): the server runs them one at a
-# time on a thread of their own (server.py says why).
+# app.config key: a callable (environ) -> bool, True for the requests that never wait on I/O in
+# the app (a task creation whose commit the server holds): the server runs them one at a time on
+# a thread of their own (server.py says why). It sees the request's head only, not its body.
 LANE_CONFIG = "TIW_EMULATOR_LANE"
 SERVER_NAME = "tiw-emulator"  # the Server header: no version, nothing about Python
 # Hop-by-hop headers are the server's to write (PEP 3333 forbids them to apps); the body's
