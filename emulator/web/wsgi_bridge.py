@@ -37,7 +37,8 @@ BODY_KEY = "tiw_emulator.body"
 # environ key: set by the server, a callable the app may give a concurrent.futures.Future: the
 # reply is then held until the future settles, and when it settles with an exception the request
 # is run again without this key (the app then does the work the slow way, and answers from that).
-# The control API gives it the commit of a task creation (Emulator.create_task's `hold`).
+# The control API and the cloud API give it the commit of a task creation (Emulator.create_task's
+# `hold`).
 HOLD_KEY = "tiw_emulator.hold"
 # app.config key: a callable (environ) -> bool, True for the requests that never wait on I/O in
 # the app (a task creation whose commit the server holds): the server runs them one at a time on
