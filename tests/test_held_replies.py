@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask, request
+from polling import wait_until
 from tc3_requests import tc3_headers
 
 from emulator.core.config import DEMO_SECRET_ID, DEMO_SECRET_KEY
@@ -221,3 +222,43 @@ def test_concurrent_cloud_creations_in_one_room_log_each_call_once(make_emulator
     logged = running.api("GET", "/api/cloud-calls").json()["cloud_calls"]
     assert sorted(c["request_id"] for c in logged) == sorted(a["RequestId"] for a in answers)
     assert [c["task_id"] for c in logged if c["ok"]] == created
+
+
+def test_a_lane_request_is_held_only_when_another_waits_behind_it() -> None:
+    """A client creating one task at a time gets its answer from the lane thread's own commit;
+    under load the commit goes to the store's thread and the lane goes on."""
+    app = Flask(__name__)
+    app.config[wsgi_bridge.LANE_CONFIG] = lambda environ: environ["PATH_INFO"] == "/q"
+    release, first_ran = threading.Event(), threading.Event()
+    seen: list[tuple[bytes, bool]] = []
+
+    def view() -> str:
+        body = wsgi_bridge.request_body(request)
+        hold = wsgi_bridge.hold_of(request.environ)
+        seen.append((body, hold is not None))
+        if body == b"a":
+            first_ran.set()
+            assert release.wait(JOIN_S)
+        if hold is not None:
+            settled: Future[None] = Future()
+            settled.set_result(None)
+            hold(settled)
+        return "ok"
+
+    app.add_url_rule("/q", "q", view, methods=["POST"])
+    server = AppServer(app).start()
+    try:
+        url = server.url + "/q"
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(requests.post, url, data=b"a", timeout=30)
+            assert first_ran.wait(JOIN_S)
+            rest = [pool.submit(requests.post, url, data=body, timeout=30) for body in (b"b", b"c")]
+            wait_until(
+                lambda: server.lane_waiting == 2, "two requests waiting for the lane", JOIN_S
+            )
+            release.set()
+            assert all(f.result().status_code == 200 for f in [first, *rest])
+    finally:
+        server.stop()
+    # a: nothing behind it when it started; then b or c with the other behind it, then the last
+    assert [held for _, held in seen] == [False, True, False], seen

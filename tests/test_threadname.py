@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from emulator.core.threadname import MAX_BYTES, name_os_thread
+from emulator.store.group import Committer
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/task").is_dir(), reason="thread names are read from Linux's /proc"
@@ -41,5 +42,15 @@ def test_a_serving_emulators_threads_are_named(make_emulator: Any) -> None:
     running = make_emulator()
     assert running.api("POST", "/api/tasks", json={"scenario": "success"}).status_code == 201
     assert running.api("GET", "/healthz").status_code == 200
-    expected = {"tiw-engine", "tiw-store-write", "tiw-commit", "tiw-lane_0", "tiw-http_0"}
+    expected = {"tiw-engine", "tiw-store-write", "tiw-lane_0", "tiw-http_0"}
     assert expected <= _os_names()
+
+
+def test_the_stores_committer_thread_is_named() -> None:
+    """It starts with the first creation handed to it (under load: tests/test_held_replies.py)."""
+    committer: Committer[str] = Committer(lambda items: [None] * len(items))
+    try:
+        assert committer.submit("x").exception(10) is None
+        assert "tiw-commit" in _os_names()
+    finally:
+        committer.close()

@@ -62,6 +62,9 @@ def _environ_key(name: bytes) -> str:
     return key
 
 
+Request = tuple[dict[str, Any], bool]  # the environ, and whether to keep the connection alive
+
+
 def _nowhere(environ: dict[str, Any]) -> bool:
     return False
 
@@ -94,6 +97,7 @@ class Serving:
         self.loop = loop
         self.pool = pool
         self.lane = lane or pool
+        self.lane_queued = self.lane_started = 0
         self.in_lane: Callable[[dict[str, Any]], bool] = (
             app.config.get(wsgi_bridge.LANE_CONFIG) or _nowhere
         )
@@ -105,11 +109,23 @@ class Serving:
         self.stopping = False
         self.all_closed = asyncio.Event()
 
-    def pool_for(self, environ: dict[str, Any]) -> ThreadPoolExecutor:
-        """The lane for the requests the app says never wait (LANE_CONFIG), else the pool."""
-        if self.in_lane(environ):
-            return self.lane
-        return self.pool
+    def dispatch(self, work: Callable[[dict[str, Any], bool, bool], None], item: Request) -> None:
+        """Run `work(environ, keep_alive, hold)` on the lane for the requests the app says never
+        wait (LANE_CONFIG), else on the pool. A lane request may have its reply held only when
+        another waits behind it: a client creating one task at a time is answered from the
+        lane thread's own commit, without handing the commit to the store's thread and back
+        (measured: 1.87 against 2.06 ms a creation, docs/benchmarks.md)."""
+        environ, keep_alive = item
+        if self.lane is self.pool or not self.in_lane(environ):
+            self.pool.submit(work, environ, keep_alive, True)
+            return
+        self.lane_queued += 1  # written on the loop thread only; lane_started on the lane's
+
+        def in_lane() -> None:
+            self.lane_started += 1
+            work(environ, keep_alive, self.lane_queued > self.lane_started)
+
+        self.lane.submit(in_lane)
 
     def too_large(self) -> Refused:
         return Refused(
@@ -133,7 +149,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.base: dict[str, Any] = {}
-        self.queue: deque[tuple[dict[str, Any], bool] | bytes] = deque()
+        self.queue: deque[Request | bytes] = deque()
         self.busy = False  # a request is with the app, or its stream is being sent
         self.done = False  # no more requests on this connection (refused, closing, stopping)
         self.first = True
@@ -338,7 +354,7 @@ class HttpConnection(asyncio.Protocol):
             self._write_refusal(item)
             return
         self.busy = True
-        self.serving.pool_for(item[0]).submit(self._work, *item)
+        self.serving.dispatch(self._work, item)
 
     def _work(self, environ: dict[str, Any], keep_alive: bool, hold: bool = True) -> None:
         """In a pool thread: the app's answer, rendered, handed back to the loop; held until

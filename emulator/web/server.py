@@ -102,6 +102,11 @@ class AppServer:
         self._stop_lock = threading.Lock()
 
     @property
+    def lane_waiting(self) -> int:
+        """Requests queued for the lane thread and not yet started there."""
+        return self._serving.lane_queued - self._serving.lane_started
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
