@@ -114,7 +114,7 @@ class Serving:
         wait (LANE_CONFIG), else on the pool. A lane request may have its reply held only when
         another waits behind it: a client creating one task at a time is answered from the
         lane thread's own commit, without handing the commit to the store's thread and back
-        (measured: 1.87 against 2.06 ms a creation, docs/benchmarks.md)."""
+        (measured: 1.81-2.08 ms a creation against 2.00-2.06, docs/benchmarks.md)."""
         environ, keep_alive = item
         if self.lane is self.pool or not self.in_lane(environ):
             self.pool.submit(work, environ, keep_alive, True)
