@@ -53,6 +53,47 @@ class _Entry(Generic[T]):
         self.error: BaseException | None = None
 
 
+class _Announcements:
+    """Items announced (their making has begun) and not yet submitted, each thread counted once
+    (nested announcements count once). Guarded by `cond`, which is notified when none is left:
+    whoever fills a batch waits on it for the announced ones."""
+
+    def __init__(self, cond: threading.Condition) -> None:
+        self.count = 0
+        self._cond = cond
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def around(self) -> Iterator[None]:
+        local = self._local
+        if getattr(local, "announced", None) is not None:
+            yield
+            return
+        with self._cond:
+            self.count += 1
+        local.announced = True
+        try:
+            yield
+        finally:
+            if local.announced:  # left without submitting: nobody should wait for it
+                with self._cond:
+                    self._left()
+            local.announced = None
+
+    def submitted(self) -> None:
+        """This thread's announced item is in (call holding `cond`); a retry after a refusal
+        is not waited for."""
+        local = self._local
+        if getattr(local, "announced", None):
+            local.announced = False
+            self._left()
+
+    def _left(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._cond.notify()
+
+
 class GroupCommit(Generic[T]):
     """Batches concurrent submissions into one `commit` call; safe to share between threads."""
 
@@ -70,37 +111,18 @@ class GroupCommit(Generic[T]):
         self._arrived = threading.Condition(mutex)  # the leader waits for announced creations
         self._committed = threading.Condition(mutex)  # the others wait for their batch
         self._queue: list[_Entry[T]] = []
-        self._announced = 0  # announced and not yet submitted (or gone)
+        self._announced = _Announcements(self._arrived)
         self._leading = False
-        self._local = threading.local()
 
-    @contextlib.contextmanager
-    def announced(self) -> Iterator[None]:
+    def announced(self) -> contextlib.AbstractContextManager[None]:
         """Around a creation: a submit is coming from this thread (nested calls count once)."""
-        local = self._local
-        if getattr(local, "announced", None) is not None:
-            yield
-            return
-        with self._arrived:
-            self._announced += 1
-        local.announced = True
-        try:
-            yield
-        finally:
-            if local.announced:  # left without submitting: nobody should wait for it
-                with self._arrived:
-                    self._announced -= 1
-                    self._arrived.notify()
-            local.announced = None
+        return self._announced.around()
 
     def submit(self, item: T) -> None:
         """Commit `item` with whatever else is ready; raises what refused it."""
         entry = _Entry(item)
         with self._arrived:
-            local = self._local
-            if getattr(local, "announced", None):
-                local.announced = False  # a retry after a refusal is not waited for
-                self._announced -= 1
+            self._announced.submitted()
             self._queue.append(entry)
             self._arrived.notify()  # a leader may be waiting for this one
         while True:
@@ -118,7 +140,7 @@ class GroupCommit(Generic[T]):
         """Wait (bounded) for the announced creations; take the batch. Called holding the mutex."""
         self._leading = True
         deadline = time.monotonic() + self._wait_s
-        while self._announced > 0 and len(self._queue) < self._max_size:
+        while self._announced.count > 0 and len(self._queue) < self._max_size:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -181,27 +203,13 @@ class Committer(Generic[T]):
         self._queued = threading.Condition(mutex)  # the committer waits for work
         self._room = threading.Condition(mutex)  # submitters wait for room
         self._queue: deque[tuple[T, Future[None]]] = deque()
-        self._coming = 0  # announced and not yet submitted (or gone)
-        self._local = threading.local()
+        self._coming = _Announcements(self._queued)
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    @contextlib.contextmanager
-    def announced(self) -> Iterator[None]:
+    def announced(self) -> contextlib.AbstractContextManager[None]:
         """Around the making of an item: the batch being filled waits for it (up to wait_s)."""
-        local = self._local
-        with self._queued:
-            self._coming += 1
-        local.announced = True
-        try:
-            yield
-        finally:
-            if local.announced:  # left without submitting: the batch should not wait for it
-                with self._queued:
-                    self._coming -= 1
-                    if self._coming == 0:
-                        self._queued.notify()
-            local.announced = False
+        return self._coming.around()
 
     def submit(self, item: T) -> Future[None]:
         """Queue `item` for the next batch; the future settles once it is committed or refused."""
@@ -212,15 +220,12 @@ class Committer(Generic[T]):
             if self._closed:
                 raise RuntimeError("the committer is closed")
             self._queue.append((item, future))
-            local = self._local
-            if getattr(local, "announced", False):
-                local.announced = False
-                self._coming -= 1
+            self._coming.submitted()  # the last to come: notifies the committer
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            elif len(self._queue) in (1, self._fill) or self._coming == 0:
-                self._queued.notify()  # the first of a batch, a full one, or the last to come
+            elif len(self._queue) in (1, self._fill):
+                self._queued.notify()  # the first of a batch, or a full one
         return future
 
     def close(self) -> None:
@@ -243,7 +248,7 @@ class Committer(Generic[T]):
                 if not queue:
                     return
                 deadline = time.monotonic() + self._wait_s
-                while len(queue) < self._fill and self._coming > 0 and not self._closed:
+                while len(queue) < self._fill and self._coming.count > 0 and not self._closed:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
