@@ -84,23 +84,21 @@ class Served:
 
     def cpu_s(self) -> float:
         """The server's user + system CPU so far, every thread, from /proc."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu_s(Path(f"/proc/{self.proc.pid}/stat"))
 
     def thread_cpu_s(self) -> dict[str, float]:
         """User + system CPU so far per thread name (`comm`, as the emulator names its threads:
         numbered pool workers summed under one name), from /proc; the main thread as "main"."""
-        tick = os.sysconf("SC_CLK_TCK")
         out: dict[str, float] = {}
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
             try:
                 name = (task / "comm").read_text().strip().rstrip("0123456789").rstrip("_")
                 if task.name == str(self.proc.pid):
                     name = "main"
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                cpu = _stat_cpu_s(task / "stat")
             except OSError:  # the thread ended meanwhile
                 continue
-            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            out[name] = out.get(name, 0.0) + cpu
         return out
 
     def status_kib(self, field: str) -> int:
@@ -119,6 +117,12 @@ class Served:
                 self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+def _stat_cpu_s(stat: Path) -> float:
+    """User + system CPU seconds from a /proc stat file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def startup(workdir: Path, reps: int, progress: Progress) -> dict[str, Any]:
