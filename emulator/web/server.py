@@ -13,14 +13,15 @@ against 107-157 per ad-hoc event and 60-80 against 137-180 per created task; the
 
 The app runs on a thread pool (`wsgi_bridge`): an ad-hoc event holds its thread until its
 callback is answered and a dashboard stream (at most 4) holds one while open, so 16 threads.
-The requests the app names as never waiting (`wsgi_bridge.LANE_CONFIG`: the control API's task
-creation, whose reply the server holds until its commit settles) run one at a time on a lane
-thread of their own instead: spread over 16 threads that work only queued them for the GIL, and
-the threads that wait for I/O (the delivery engine, the store's committer, this loop) queued
-behind them. Measured with 50 clients creating tasks whose callback is due 0.1 s later (three
-interleaved rounds; docs/benchmarks.md, "Front door, sixth round"): the delivery thread's
-attempts ended p50 5.4-6.6 and p99 18-25 ms after their due time, against 11-15 and 61-81 ms on
-the pool; 1,453-1,708 against 1,362-1,568 tasks/s.
+The requests the app names as never waiting (`wsgi_bridge.LANE_CONFIG`: task creations over the
+control API and TC3-signed `CreateOfflineRecord` calls, whose replies the server holds until
+their commit settles when another request waits behind them, `connection.Serving.dispatch`) run
+one at a time on a lane thread of their own instead: spread over 16 threads that work only
+queued them for the GIL, and the threads that wait for I/O (the delivery engine, the store's
+committer, this loop) queued behind them. Measured with 50 clients creating tasks whose
+callback is due 0.1 s later (three interleaved rounds; docs/benchmarks.md, "Front door, sixth
+round"): the delivery thread's attempts ended p50 5.4-6.6 and p99 18-25 ms after their due
+time, against 11-15 and 61-81 ms on the pool; 1,453-1,708 against 1,362-1,568 tasks/s.
 Each connection (`connection.py`) is parsed on the loop by httptools (MagicStack's binding of
 llhttp, Node's parser, also uvicorn's), which builds the environ from the parser's callbacks and
 writes what the app's thread rendered, one write per sized response. This module binds, serves
