@@ -18,7 +18,7 @@ from emulator.cloudapi.backend import CloudApiSettings, CloudBackend
 from emulator.cloudapi.errors import CloudApiError
 from emulator.cloudapi.hosts import SigningLeeway
 from emulator.core.redact import mask_url, short_id
-from emulator.web.wsgi_bridge import hold_of, request_body, waited_s
+from emulator.web.wsgi_bridge import Held, hold_of, request_body, waited_s
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +80,12 @@ def _handle_call(
         "message": None,
     }
     error: CloudApiError | None = None
-    held: list[Future[None]] = []  # a creation's commit, when the server can hold the reply
+    held = Held()  # a creation's commit, when the server can hold the reply
     hold = hold_of(request.environ)
     try:
         settings = settings_provider()
         record["at"] = settings.now()
-        fields = _process(backend, settings, record, held.append if hold else None)
+        fields = _process(backend, settings, record, held if hold else None)
     except CloudApiError as exc:
         error = exc
     except Exception:
@@ -104,9 +104,11 @@ def _handle_call(
                 "RequestId": request_id,
             }
         }
-    if hold is not None and held:  # logged once it is committed; a refusal runs the call again
-        held[0].add_done_callback(lambda done: _log_if_stored(done, backend, record))
-        hold(held[0])
+    committing = held.future
+    if hold is not None and committing is not None:
+        # Logged once the task is committed: a refused call runs again and logs its own record.
+        committing.add_done_callback(lambda done: _log_if_stored(done, backend, record))
+        hold(committing)
     else:
         _log_call(backend, record)
     return _json_response(body)
