@@ -291,15 +291,36 @@ def test_close_commits_what_is_queued_and_then_refuses() -> None:
         committer.submit("d")
 
 
+def _announcing(committer: Committer[str]) -> tuple[threading.Thread, threading.Event]:
+    """A thread that announces an item and holds the announcement until the event is set (then
+    leaves without submitting): while it is announced, the committer waits to fill a batch."""
+    announced, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with committer.announced():
+            announced.set()
+            assert leave.wait(LONG_S)
+
+    thread = _thread(hold)
+    assert announced.wait(JOIN_S)
+    return thread, leave
+
+
 def test_a_batch_goes_once_it_is_full_and_a_short_one_once_the_wait_is_over() -> None:
     commit = Recorder()
     full: Committer[str] = Committer(commit, fill=3, wait_s=LONG_S)  # never waits LONG_S
+    announcer, leave = _announcing(full)
     assert _settled([full.submit(item) for item in "abc"]) == [None] * 3
     assert commit.batches == [["a", "b", "c"]]
+    leave.set()
+    _joined(announcer)
     full.close()
     short: Committer[str] = Committer(commit, fill=8, wait_s=0.01)
+    announcer, leave = _announcing(short)
     assert _settled([short.submit("d")]) == [None]
     assert commit.batches[-1] == ["d"]
+    leave.set()
+    _joined(announcer)
     short.close()
 
 
