@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from emulator.cli import cpu
+from emulator.cli import collector, cpu
 from emulator.cli.settings import (
     SERVE_EPILOG,
     add_cpu_flag,
@@ -32,6 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     pinned = cpu.tune(settings.cpu)  # before any thread starts: threads inherit the CPU
+    collector.install()  # full collections examine only what became long-lived since the last
     try:
         app = create_app(settings)
     except StorageError as err:
