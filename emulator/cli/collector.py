@@ -3,11 +3,11 @@ are frozen (`gc.freeze`), so the next examines only what has become long-lived s
 
 Why: a full collection (generation 2) holds the GIL while it examines every container object in
 the process, ~50,000 of them once the app is built (Flask, werkzeug, msgspec, Faker's name
-tables). In `serve` under full load that took 15-37 ms of wall time, about every 4 s, and every
-callback due meanwhile was sent that much late: with 50 clients creating tasks whose callback is
-due 0.1 s later, one such pause was most of the worst 1% (measured in the serving process: the
-attempts' lateness p99 24-34 ms with it, 14-16 ms with this policy; its full collections took
-0.7-0.9 ms; docs/benchmarks.md, "Front door, seventh round").
+tables). In `serve` under full load that took 18-40 ms, about every 4 s, and every callback due
+meanwhile was sent that much late: with 50 clients creating tasks whose callback is due 0.1 s
+later, one such pause was most of the worst 1%. With this policy the full collections after the
+first took 0.2-1.3 ms, and the attempts' lateness p99 (the engine's own timing, four interleaved
+rounds) went 37-52 -> 24-36 ms (docs/benchmarks.md, "Front door, seventh round").
 
 The cost, and its bound: a frozen object is never examined for reference cycles again, so a
 cycle that was alive at a freeze and becomes garbage later is not reclaimed (plain reference
