@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pgserver import PASSWORD, PgServer, free_port
 from polling import wait_until
-from records import a_task
+from records import a_task, an_event
 
 from emulator.receiver import Receiver
 from emulator.store.base import NewTask, RoomTaken
@@ -142,6 +142,31 @@ def test_the_database_keeps_one_unfinished_task_per_room_across_stores(pg_url: s
     finally:
         for store in stores:
             store.close()
+
+
+def test_events_claimed_under_an_id_already_taken_for_dead_are_taken_over(pg_url: str) -> None:
+    """A process taken for dead (its lease ran out while it was starved) goes on until its next
+    heartbeat, and a task it creates meanwhile is claimed under the id a peer's sweep has already
+    removed. Those events belong to nobody: the next sweep takes them over, marked as possible
+    duplicates once due. (Before, only the events of processes removed in the same sweep were
+    taken: under `make test`'s load the shared-mode kill test lost two tasks this way.)"""
+    import psycopg
+
+    from emulator.store.postgres import PostgresStore
+
+    starved, peer = PostgresStore(pg_url, lease_s=2.0), PostgresStore(pg_url, lease_s=2.0)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # what a peer's sweep does
+            conn.execute("DELETE FROM processes WHERE id = %s", (starved.process_id,))
+        due, later = an_event(seq=1, due_at=2.0), an_event(seq=2, due_at=50.0)
+        starved.insert_task(a_task("orphan0000000000001", 7, events=[due, later]), now=1.0)
+        taken = {int(r["id"]): bool(r["possible_duplicate"]) for r in peer.take_over(now=3.0)}
+        assert taken == {due.id: True, later.id: False}
+        assert peer.take_over(now=3.0) == []  # claimed now: nobody takes them twice
+        assert starved.heartbeat() is False  # it learns it was taken for dead, and rejoins
+    finally:
+        starved.close()
+        peer.close()
 
 
 def test_an_emulator_keeps_its_state_on_postgresql_across_restarts(pg_url: str) -> None:

@@ -209,8 +209,8 @@ class SharedStore(Store, Protocol):
         ...
 
     def take_over(self, now: float) -> list[Row]:
-        """Claim dead processes' and unclaimed pending events (rows with `possible_duplicate`);
-        `now` is emulated time."""
+        """Claim dead processes' pending events, unclaimed ones and those claimed under an id
+        already taken for dead (rows with `possible_duplicate`); `now` is emulated time."""
         ...
 
     def still_mine(self, event_ids: list[int]) -> set[int]:

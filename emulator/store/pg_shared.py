@@ -4,9 +4,10 @@
   different machines agree). A process whose heartbeat is older than the lease is dead.
 - Each pending event is claimed by one process (`events.claimed_by`): the one that created its
   task, which therefore sends all of that task's callbacks in order. A sweep, serialised by an
-  advisory lock so one process takes a given orphan, claims the events of dead processes and
-  unclaimed ones (a process that stopped cleanly releases its claims). An event taken from a dead
-  process that may already have been sent (due by then, or marked delivering) comes back with
+  advisory lock so one process takes a given orphan, claims the events of dead processes,
+  unclaimed ones (a process that stopped cleanly releases its claims) and those claimed under an
+  id already removed (made by a process taken for dead before it knew). An event taken from a
+  dead process that may already have been sent (due by then, or marked delivering) comes back with
   `possible_duplicate`, and its next attempt is marked so in the attempt log.
 - Changes to shared state (config, rules, user scenarios, per-SdkAppId callbacks, a reset, a
   cancelled task, released claims) are announced with NOTIFY in the writing transaction, so they
@@ -55,22 +56,26 @@ DEAD = f"""(p.heartbeat < clock_timestamp() - make_interval(secs => %(lease)s)
 SQL_PEERS = f"SELECT name FROM processes p WHERE id <> %(me)s AND NOT {DEAD} ORDER BY id"
 # The dead processes' rows go, and their pending events (plus unclaimed ones) become ours, in
 # one statement: the CTEs share a snapshot, and FOR UPDATE waits for a writer still holding one.
+# So do events claimed under an id whose row is already gone: a process taken for dead goes on
+# until its next heartbeat tells it so, and what it creates meanwhile is claimed under its old
+# id, after the sweep that removed it (nobody else would ever send those).
 # A dead process may have sent any event that was due before it was found dead (its last
 # heartbeat says little: a starved process beats late), and its records of them may have died
 # with it: those events, and any marked delivering, may reach the backend twice.
 SQL_TAKE_OVER = f"""
 WITH dead AS (
     DELETE FROM processes p WHERE id <> %(me)s AND {DEAD}
-    RETURNING id, heartbeat
+    RETURNING id
 ), taken AS (
-    SELECT ev.id, dead.heartbeat AS last_seen
+    SELECT ev.id, ev.claimed_by IS NOT NULL AS was_claimed
     FROM events ev LEFT JOIN dead ON dead.id = ev.claimed_by
     WHERE ev.state IN ('scheduled', 'delivering')
-      AND (ev.claimed_by IS NULL OR dead.id IS NOT NULL)
+      AND (ev.claimed_by IS NULL OR dead.id IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM processes p WHERE p.id = ev.claimed_by))
     FOR UPDATE OF ev
 )
 UPDATE events e SET claimed_by = %(me)s FROM taken WHERE e.id = taken.id
-RETURNING e.*, (e.state = 'delivering' OR (taken.last_seen IS NOT NULL AND e.due_at <= %(now)s))
+RETURNING e.*, (e.state = 'delivering' OR (taken.was_claimed AND e.due_at <= %(now)s))
     AS possible_duplicate
 """
 SQL_RELEASE = (
