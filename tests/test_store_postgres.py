@@ -149,7 +149,8 @@ def test_events_claimed_under_an_id_already_taken_for_dead_are_taken_over(pg_url
     heartbeat, and a task it creates meanwhile is claimed under the id a peer's sweep has already
     removed. Those events belong to nobody: the next sweep takes them over, marked as possible
     duplicates once due. (Before, only the events of processes removed in the same sweep were
-    taken: under `make test`'s load the shared-mode kill test lost two tasks this way.)"""
+    taken. Under `make test`'s load the shared-mode kill test once lost every callback of two
+    tasks, which this explains.)"""
     import psycopg
 
     from emulator.store.postgres import PostgresStore
