@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 import json
-import socket
 import subprocess
 import sys
 import textwrap
 from typing import Any
+
+from pgserver import free_port
 
 from emulator.cli import collector
 
@@ -107,12 +108,6 @@ def test_a_frozen_cycle_that_dies_is_reclaimed_once_the_frozen_population_has_do
         "rebuilds": 1,
         "rebased": True,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_installs_the_policy_in_its_own_process() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgserver import free_port
 
 from emulator.core import payloads
 from emulator.core.signing import verify
@@ -20,12 +20,6 @@ from emulator.receiver import Received, Receiver, Reply
 
 KEY = "distributed-key"
 TASKS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def locust(*args: str, cwd: Path) -> subprocess.Popen[str]:
