@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from typing import Any
 
 import pytest
 from served import Served, serve_refuses
@@ -89,3 +90,39 @@ def test_auto_spreads_processes_over_the_allowed_cpus(monkeypatch: pytest.Monkey
     assert [cpu.pin("auto", pid=pid) for pid in (100, 101, 102, 103, 104)] == [0, 1, 2, 3, 0]
     assert chosen == [{0}, {1}, {2}, {3}, {0}]
     assert cpu.pin("any") is None and len(chosen) == 5
+
+
+def thread_nices(pid: int) -> dict[str, int]:
+    """Each thread's nice value (field 19 of /proc/<pid>/task/<tid>/stat), by its OS name."""
+    found: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+            raw = stat.read()
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        found[name] = int(raw[raw.rindex(")") + 2 :].split()[16])
+    return found
+
+
+@linux_affinity
+def test_serve_runs_its_lane_thread_at_a_lower_priority_than_the_rest() -> None:
+    """The lane (task creations) gives way to the delivery thread on the shared CPU."""
+    served = Served("--db", ":memory:", "--clock", "manual")
+    try:
+        created = served.api("POST", "/api/tasks", json={"scenario": "success"})
+        assert created.status_code == 201  # the lane's thread starts with its first request
+        nices = thread_nices(served.proc.pid)
+    finally:
+        served.kill()
+    base = nices["tiw-engine"]
+    assert base < nices["tiw-lane_0"] == min(19, base + cpu.LANE_NICE), nices
+    others = {name: nice for name, nice in nices.items() if name != "tiw-lane_0"}
+    assert set(others.values()) == {base}, nices
+
+
+@linux_affinity
+def test_an_app_server_leaves_its_lane_at_the_callers_priority(make_emulator: Any) -> None:
+    """The pytest plugin's server runs in the caller's process: its priorities are the caller's."""
+    running = make_emulator()
+    assert running.api("POST", "/api/tasks", json={"scenario": "success"}).status_code == 201
+    nices = thread_nices(os.getpid())
+    assert nices["tiw-lane_0"] == os.getpriority(os.PRIO_PROCESS, 0), nices

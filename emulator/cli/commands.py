@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise StorageError(f"database {shown}: {err}") from None  # say which file
     emu = get_emulator(app)
     try:
-        server = AppServer(app, host=settings.host, port=settings.port)
+        server = AppServer(app, host=settings.host, port=settings.port, lane_nice=cpu.LANE_NICE)
     except OSError as exc:
         emu.close()
         return cannot_listen(settings.host, settings.port, exc)

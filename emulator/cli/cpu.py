@@ -1,5 +1,5 @@
-"""How `serve` tunes its process: one CPU (`--cpu`, the default where the OS allows it) and a
-short GIL switch interval.
+"""How `serve` tunes its process: one CPU (`--cpu`, the default where the OS allows it), a
+short GIL switch interval, and a lower priority for the thread that plans task creations.
 
 Why: the emulator is one CPython process, so its threads (the HTTP loop, the app's request
 threads, the delivery loop, the store's writer) take turns holding the GIL and together use at
@@ -34,6 +34,20 @@ AUTO, ANY = "auto", "any"
 # measured no better (docs/benchmarks.md, "Front door, second round"). Only `serve` sets it,
 # for its own process: the pytest plugin's server runs in the caller's process.
 SWITCH_INTERVAL_S = 0.001
+# How much nicer than the rest of the process the server's lane thread runs (task creations,
+# `web.server`). All of `serve`'s threads share one CPU, so a callback due while the lane plans
+# a creation waits for the OS to switch to the delivery thread as well as for the GIL; at nice
+# +10 the OS hands the CPU over at once, the lane taking whatever the other threads leave.
+# Measured through the peer harness (`python -m bench --only frontdoor`, the same tree with and
+# without it, interleaved, 2-core machine): a callback due 100 ms after its creation under full
+# load arrived late by p99 14.7-19.4 ms (five runs; one more, with a test suite running beside
+# it, 22.2) against 19.0-32.7 ms (p50 2.5-2.8 against 3.2-3.3 ms); task creation 1,649-2,032
+# against 1,720-2,033 tasks/s (docs/benchmarks.md, "Front door, eighth round"). A nice value
+# weighs a thread against the others of its scheduling group (with Linux's autogroup, the
+# session `serve` runs in): a busy process of another session does not take the lane's share,
+# one of the same session on the same CPU does (a driver started beside `serve` from one shell
+# measured 8% fewer tasks/s).
+LANE_NICE = 10
 
 
 def tune(setting: str | int) -> int | None:

@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -70,11 +72,32 @@ def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
     loop.default_exception_handler(context)
 
 
+def _lane_thread(nice: int) -> None:
+    """The lane thread, as it starts: named for the OS and, when `nice` > 0, made that much
+    nicer than the thread that started it (Linux only: there a thread id is a task the
+    priority calls take; elsewhere the lane keeps the process's priority)."""
+    name_os_thread()
+    if nice > 0 and sys.platform.startswith("linux"):
+        me = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, me, os.getpriority(os.PRIO_PROCESS, me) + nice)
+
+
 class AppServer:
-    """An app bound to host:port (port 0 picks a free one); the socket is bound at once."""
+    """An app bound to host:port (port 0 picks a free one); the socket is bound at once.
+
+    `lane_nice` > 0 lowers the lane thread's scheduling priority by that much (`serve` passes
+    `cli.cpu.LANE_NICE`, which says why); 0, the default, leaves it as the caller's.
+    """
 
     def __init__(
-        self, app: Flask, *, host: str = "127.0.0.1", port: int = 0, threads: int = DEFAULT_THREADS
+        self,
+        app: Flask,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = DEFAULT_THREADS,
+        lane_nice: int = 0,
     ) -> None:
         self.app = app
         self.host = host
@@ -91,7 +114,9 @@ class AppServer:
         self.port = int(self._sock.getsockname()[1])
         named = name_os_thread  # each worker, as it starts: top -H and make bench tell them apart
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiw-http", initializer=named)
-        self._lane = ThreadPoolExecutor(1, thread_name_prefix="tiw-lane", initializer=named)
+        self._lane = ThreadPoolExecutor(
+            1, thread_name_prefix="tiw-lane", initializer=_lane_thread, initargs=(lane_nice,)
+        )
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_interrupts)
         limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
