@@ -92,31 +92,35 @@ def test_auto_spreads_processes_over_the_allowed_cpus(monkeypatch: pytest.Monkey
     assert cpu.pin("any") is None and len(chosen) == 5
 
 
-def thread_nices(pid: int) -> dict[str, int]:
-    """Each thread's nice value (field 19 of /proc/<pid>/task/<tid>/stat), by its OS name."""
-    found: dict[str, int] = {}
+def thread_priorities(pid: int) -> dict[str, tuple[int, int]]:
+    """Each thread's nice value (field 19 of /proc/<pid>/task/<tid>/stat) and scheduling policy,
+    by its OS name."""
+    found: dict[str, tuple[int, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/stat") as stat:
             raw = stat.read()
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        found[name] = int(raw[raw.rindex(")") + 2 :].split()[16])
+        nice = int(raw[raw.rindex(")") + 2 :].split()[16])
+        found[name] = (nice, os.sched_getscheduler(int(tid)))
     return found
 
 
 @linux_affinity
-def test_serve_runs_its_lane_thread_at_a_lower_priority_than_the_rest() -> None:
-    """The lane (task creations) gives way to the delivery thread on the shared CPU."""
+def test_serve_runs_its_lane_thread_as_a_nicer_batch_thread_than_the_rest() -> None:
+    """The lane (task creations) gives way to the delivery thread on the shared CPU, and does
+    not take the CPU from it when a creation comes in."""
     served = Served("--db", ":memory:", "--clock", "manual")
     try:
         created = served.api("POST", "/api/tasks", json={"scenario": "success"})
         assert created.status_code == 201  # the lane's thread starts with its first request
-        nices = thread_nices(served.proc.pid)
+        found = thread_priorities(served.proc.pid)
     finally:
         served.kill()
-    base = nices["tiw-engine"]
-    assert base < nices["tiw-lane_0"] == min(19, base + cpu.LANE_NICE), nices
-    others = {name: nice for name, nice in nices.items() if name != "tiw-lane_0"}
-    assert set(others.values()) == {base}, nices
+    base, normal = found["tiw-engine"]
+    assert found["tiw-lane_0"] == (min(19, base + cpu.LANE_NICE), os.SCHED_BATCH), found
+    assert cpu.LANE_NICE > 0 and base < found["tiw-lane_0"][0], found
+    others = {name: prio for name, prio in found.items() if name != "tiw-lane_0"}
+    assert set(others.values()) == {(base, normal)}, found
 
 
 @linux_affinity
@@ -124,5 +128,5 @@ def test_an_app_server_leaves_its_lane_at_the_callers_priority(make_emulator: An
     """The pytest plugin's server runs in the caller's process: its priorities are the caller's."""
     running = make_emulator()
     assert running.api("POST", "/api/tasks", json={"scenario": "success"}).status_code == 201
-    nices = thread_nices(os.getpid())
-    assert nices["tiw-lane_0"] == os.getpriority(os.PRIO_PROCESS, 0), nices
+    nice, policy = thread_priorities(os.getpid())["tiw-lane_0"]
+    assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))

@@ -34,19 +34,20 @@ AUTO, ANY = "auto", "any"
 # measured no better (docs/benchmarks.md, "Front door, second round"). Only `serve` sets it,
 # for its own process: the pytest plugin's server runs in the caller's process.
 SWITCH_INTERVAL_S = 0.001
-# How much nicer than the rest of the process the server's lane thread runs (task creations,
-# `web.server`). All of `serve`'s threads share one CPU, so a callback due while the lane plans
-# a creation waits for the OS to switch to the delivery thread as well as for the GIL; at nice
-# +10 the OS hands the CPU over at once, the lane taking whatever the other threads leave.
-# Measured through the peer harness (`python -m bench --only frontdoor`, the same tree with and
-# without it, interleaved, 2-core machine): a callback due 100 ms after its creation under full
-# load arrived late by p99 14.7-19.4 ms (five runs; one more, with a test suite running beside
-# it, 22.2) against 19.0-32.7 ms (p50 2.5-2.8 against 3.2-3.3 ms); task creation 1,649-2,032
-# against 1,720-2,033 tasks/s (docs/benchmarks.md, "Front door, eighth round"). A nice value
-# weighs a thread against the others of its scheduling group (with Linux's autogroup, the
-# session `serve` runs in): a busy process of another session does not take the lane's share,
-# one of the same session on the same CPU does (a driver started beside `serve` from one shell
-# measured 8% fewer tasks/s).
+# The server's lane thread (task creations, `web.server`) runs as a batch thread (SCHED_BATCH)
+# LANE_NICE nicer than the process's other threads. They all share one CPU, so a callback that
+# falls due while the lane plans a creation waits for the OS to switch that CPU to the delivery
+# thread as well as for the GIL: nicer, the lane is preempted at once instead of at the end of
+# its time slice; a batch thread, it does not preempt the others when a creation wakes it. Nice
+# alone cut the lateness and cost throughput (more thread switches); batch alone cut the
+# switches and the CPU and left the lateness as it was. Measured with the fd-style driver (its
+# own session, 6,000 one-callback creations, 50 clients, interleaved rounds on the 2-core
+# machine): none 1,827-2,096 tasks/s, 468-532 µs per task, lateness p99 14.5-32.0 ms; batch and
+# nice +10: 1,875-2,176, 448-523 µs, 11.8-22.2 ms; nice +10 alone: 1,756-2,064, 472-560 µs,
+# 10.5-17.2 ms (docs/benchmarks.md, "Front door, eighth round"). A nice value weighs a thread
+# against the others of its scheduling group (with Linux's autogroup, the session `serve` runs
+# in): a busy process of another session does not take the lane's share, one of the same
+# session on the same CPU does.
 LANE_NICE = 10
 
 

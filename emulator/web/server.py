@@ -73,12 +73,15 @@ def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
 
 
 def _lane_thread(nice: int) -> None:
-    """The lane thread, as it starts: named for the OS and, when `nice` > 0, made that much
-    nicer than the thread that started it (Linux only: there a thread id is a task the
-    priority calls take; elsewhere the lane keeps the process's priority)."""
+    """The lane thread, as it starts: named for the OS and, when `nice` > 0, scheduled as a
+    batch thread (SCHED_BATCH: it does not preempt the others when it wakes) that much nicer
+    than the thread that started it (the others preempt it sooner). Linux only: there a thread
+    id is a task the scheduling calls take; elsewhere the lane keeps the process's priority."""
     name_os_thread()
     if nice > 0 and sys.platform.startswith("linux"):
         me = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(me, os.SCHED_BATCH, os.sched_param(0))
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, me, os.getpriority(os.PRIO_PROCESS, me) + nice)
 
@@ -86,8 +89,9 @@ def _lane_thread(nice: int) -> None:
 class AppServer:
     """An app bound to host:port (port 0 picks a free one); the socket is bound at once.
 
-    `lane_nice` > 0 lowers the lane thread's scheduling priority by that much (`serve` passes
-    `cli.cpu.LANE_NICE`, which says why); 0, the default, leaves it as the caller's.
+    `lane_nice` > 0 makes the lane thread a batch thread that much nicer than the others
+    (`serve` passes `cli.cpu.LANE_NICE`, which says why); 0, the default, leaves it as the
+    caller's.
     """
 
     def __init__(
