@@ -97,11 +97,14 @@ def thread_priorities(pid: int) -> dict[str, tuple[int, int]]:
     by its OS name."""
     found: dict[str, tuple[int, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-            raw = stat.read()
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                raw = stat.read()
+            policy = os.sched_getscheduler(int(tid))
+        except OSError:  # the thread ended meanwhile
+            continue
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        nice = int(raw[raw.rindex(")") + 2 :].split()[16])
-        found[name] = (nice, os.sched_getscheduler(int(tid)))
+        found[name] = (int(raw[raw.rindex(")") + 2 :].split()[16]), policy)
     return found
 
 
@@ -109,6 +112,8 @@ def thread_priorities(pid: int) -> dict[str, tuple[int, int]]:
 def test_serve_runs_its_lane_thread_as_a_nicer_batch_thread_than_the_rest() -> None:
     """The lane (task creations) gives way to the delivery thread on the shared CPU, and does
     not take the CPU from it when a creation comes in."""
+    if os.getpriority(os.PRIO_PROCESS, 0) >= 19:
+        pytest.skip("this test runs at the lowest priority already: nothing lower to give")
     served = Served("--db", ":memory:", "--clock", "manual")
     try:
         created = served.api("POST", "/api/tasks", json={"scenario": "success"})
