@@ -46,11 +46,15 @@ SWITCH_INTERVAL_S = 0.001
 # nice +10: 1,875-2,176, 448-523 µs, 11.8-22.2 ms; nice +10 alone: 1,756-2,064, 472-560 µs,
 # 10.5-17.2 ms (docs/benchmarks.md, "Front door, eighth round"). A nice value weighs a thread
 # against the others of its scheduling group (with Linux's autogroup, the session `serve` runs
-# in): a busy process of another session does not take the lane's share, one of the same
-# session on the same CPU does. The lane gives way to the pool's threads too: 25 clients
-# creating tasks and 25 sending ad-hoc events at once got 471-539 tasks/s and 2,208-2,336
-# events/s, against 1,006-1,198 and 1,309-1,526 with the lane as the others (more requests in
-# all, fewer of them creations).
+# in), so a CPU-bound process of the same session on `serve`'s CPU took the lane's share: one
+# client creating tasks one after another beside such a process waited p50 8.6-11.7 ms a
+# creation instead of 1.2-1.3. The lane therefore takes only the creations that come while
+# another is in progress (a busy server); one that comes alone runs on the pool at the
+# process's priority (`web.connection.Serving.dispatch`), and that client's creations took
+# p50 1.2-1.3 ms again. On a busy server the lane gives way to the pool's threads too: 25
+# clients creating tasks and 25 sending ad-hoc events at once got 355-539 tasks/s and
+# 1,955-2,336 events/s, against 966-1,198 and 1,246-1,526 with the lane as the others (more
+# requests in all, fewer of them creations).
 LANE_NICE = 10
 
 

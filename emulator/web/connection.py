@@ -92,12 +92,17 @@ class Serving:
         port: int,
         limit: int,
         lane: ThreadPoolExecutor | None = None,
+        lone_on_pool: bool = False,
     ) -> None:
         self.wsgi_app = app.wsgi_app
         self.loop = loop
         self.pool = pool
         self.lane = lane or pool
         self.lane_queued = self.lane_started = 0
+        # lone_on_pool: a lane request with no other in progress runs on the pool (dispatch).
+        self.lone_on_pool = lone_on_pool
+        # lane requests dispatched and not answered yet (with lone_on_pool; the loop's thread)
+        self.lane_in_progress = 0
         self.in_lane: Callable[[dict[str, Any]], bool] = (
             app.config.get(wsgi_bridge.LANE_CONFIG) or _nowhere
         )
@@ -109,16 +114,28 @@ class Serving:
         self.stopping = False
         self.all_closed = asyncio.Event()
 
-    def dispatch(self, work: Callable[[dict[str, Any], bool, bool], None], item: Request) -> None:
+    def dispatch(self, work: Callable[[dict[str, Any], bool, bool], None], item: Request) -> bool:
         """Run `work(environ, keep_alive, hold)` on the lane for the requests the app says never
         wait (LANE_CONFIG), else on the pool. A lane request may have its reply held only when
         another waits behind it: a client creating one task at a time is answered from the
         lane thread's own commit, without handing the commit to the store's thread and back
-        (measured: 1.81-2.08 ms a creation against 2.00-2.06, docs/benchmarks.md)."""
+        (measured: 1.81-2.08 ms a creation against 2.00-2.06, docs/benchmarks.md).
+
+        With `lone_on_pool` (`serve`, whose lane thread runs at a lower priority than the rest
+        of the process), a lane request that finds no other in progress runs on the pool,
+        unheld, at the process's priority: the lane's priority is for a busy server, and a
+        creation that comes alone must not wait behind another process of the same session
+        on the CPU. True when the request counts as a lane request in progress: its connection
+        calls `lane_answered` once its reply is back on the loop."""
         environ, keep_alive = item
         if self.lane is self.pool or not self.in_lane(environ):
             self.pool.submit(work, environ, keep_alive, True)
-            return
+            return False
+        if self.lone_on_pool:
+            self.lane_in_progress += 1
+            if self.lane_in_progress == 1:
+                self.pool.submit(work, environ, keep_alive, False)
+                return True
         self.lane_queued += 1  # written on the loop thread only; lane_started on the lane's
 
         def in_lane() -> None:
@@ -126,6 +143,12 @@ class Serving:
             work(environ, keep_alive, self.lane_queued > self.lane_started)
 
         self.lane.submit(in_lane)
+        return self.lone_on_pool
+
+    def lane_answered(self) -> None:
+        """A lane request's reply is back on the loop (before it is written, so the client's
+        next request, which can only come after it, finds it counted out)."""
+        self.lane_in_progress -= 1
 
     def too_large(self) -> Refused:
         return Refused(
@@ -151,6 +174,7 @@ class HttpConnection(asyncio.Protocol):
         self.base: dict[str, Any] = {}
         self.queue: deque[Request | bytes] = deque()
         self.busy = False  # a request is with the app, or its stream is being sent
+        self.lane_request = False  # the request with the app counts as one in the lane's
         self.done = False  # no more requests on this connection (refused, closing, stopping)
         self.first = True
         self.last_active = 0.0
@@ -354,7 +378,7 @@ class HttpConnection(asyncio.Protocol):
             self._write_refusal(item)
             return
         self.busy = True
-        self.serving.dispatch(self._work, item)
+        self.lane_request = self.serving.dispatch(self._work, item)
 
     def _work(self, environ: dict[str, Any], keep_alive: bool, hold: bool = True) -> None:
         """In a pool thread: the app's answer, rendered, handed back to the loop; held until
@@ -397,6 +421,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _replied(self, reply: wsgi_bridge.Reply) -> None:
         transport = self.transport
+        if self.lane_request:
+            self.lane_request = False
+            self.serving.lane_answered()
         if transport is None or transport.is_closing():
             if reply.closer is not None:
                 self.serving.pool.submit(reply.closer)

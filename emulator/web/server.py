@@ -22,6 +22,8 @@ committer, this loop) queued behind them. Measured with 50 clients creating task
 callback is due 0.1 s later (three interleaved rounds; docs/benchmarks.md, "Front door, sixth
 round"): the delivery thread's attempts ended p50 5.4-6.6 and p99 18-25 ms after their due
 time, against 11-15 and 61-81 ms on the pool; 1,453-1,708 against 1,362-1,568 tasks/s.
+`serve` runs the lane at a lower priority (`lane_nice`, `cli/cpu.py`) and sends a lane request
+that comes while no other is in progress to the pool, at the process's priority.
 Each connection (`connection.py`) is parsed on the loop by httptools (MagicStack's binding of
 llhttp, Node's parser, also uvicorn's), which builds the environ from the parser's callbacks and
 writes what the app's thread rendered, one write per sized response. This module binds, serves
@@ -90,8 +92,9 @@ class AppServer:
     """An app bound to host:port (port 0 picks a free one); the socket is bound at once.
 
     `lane_nice` > 0 makes the lane thread a batch thread that much nicer than the others
-    (`serve` passes `cli.cpu.LANE_NICE`, which says why); 0, the default, leaves it as the
-    caller's.
+    (`serve` passes `cli.cpu.LANE_NICE`, which says why), and a lane request that comes while
+    no other is in progress then runs on the pool instead, at the process's priority; 0, the
+    default, leaves the lane as the caller's threads are and takes every lane request there.
     """
 
     def __init__(
@@ -124,7 +127,11 @@ class AppServer:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_interrupts)
         limit = int(app.config.get("MAX_CONTENT_LENGTH") or 1_048_576)
-        self._serving = Serving(app, self._loop, self._pool, self.port, limit, self._lane)
+        self._serving = Serving(
+            app, self._loop, self._pool, self.port, limit, self._lane, lone_on_pool=lane_nice > 0
+        )
+        if lane_nice > 0:
+            self._lane.submit(int)  # the lane thread starts now, at its priority
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
         self._listener: asyncio.Server | None = None
