@@ -224,82 +224,73 @@ def test_concurrent_cloud_creations_in_one_room_log_each_call_once(make_emulator
     assert [c["task_id"] for c in logged if c["ok"]] == created
 
 
-def test_a_lane_request_is_held_only_when_another_waits_behind_it() -> None:
-    """A client creating one task at a time gets its answer from the lane thread's own commit;
-    under load the commit goes to the store's thread and the lane goes on."""
-    app = Flask(__name__)
-    app.config[wsgi_bridge.LANE_CONFIG] = lambda environ: environ["PATH_INFO"] == "/q"
-    release, first_ran = threading.Event(), threading.Event()
-    seen: list[tuple[bytes, bool]] = []
+class LaneApp:
+    """A Flask app whose POST /q the server runs on its lane: each request's body, thread and
+    whether it was offered the hold are recorded; a request with body `a` waits for `release`
+    (after setting `first_ran`), and an offered hold is given a settled future."""
 
-    def view() -> str:
+    def __init__(self) -> None:
+        self.app = Flask(__name__)
+        self.app.config[wsgi_bridge.LANE_CONFIG] = lambda environ: environ["PATH_INFO"] == "/q"
+        self.release, self.first_ran = threading.Event(), threading.Event()
+        self.seen: list[tuple[bytes, str, bool]] = []
+        self.app.add_url_rule("/q", "q", self.view, methods=["POST"])
+
+    def view(self) -> str:
         body = wsgi_bridge.request_body(request)
         hold = wsgi_bridge.hold_of(request.environ)
-        seen.append((body, hold is not None))
+        thread = threading.current_thread().name.split("_")[0]
+        self.seen.append((body, thread, hold is not None))
         if body == b"a":
-            first_ran.set()
-            assert release.wait(JOIN_S)
+            self.first_ran.set()
+            assert self.release.wait(JOIN_S)
         if hold is not None:
             settled: Future[None] = Future()
             settled.set_result(None)
             hold(settled)
         return "ok"
 
-    app.add_url_rule("/q", "q", view, methods=["POST"])
-    server = AppServer(app).start()
+
+def test_a_lane_request_is_held_only_when_another_waits_behind_it() -> None:
+    """A client creating one task at a time gets its answer from the lane thread's own commit;
+    under load the commit goes to the store's thread and the lane goes on."""
+    lane = LaneApp()
+    server = AppServer(lane.app).start()
     try:
         url = server.url + "/q"
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(requests.post, url, data=b"a", timeout=30)
-            assert first_ran.wait(JOIN_S)
+            assert lane.first_ran.wait(JOIN_S)
             rest = [pool.submit(requests.post, url, data=body, timeout=30) for body in (b"b", b"c")]
             wait_until(
                 lambda: server.lane_waiting == 2, "two requests waiting for the lane", JOIN_S
             )
-            release.set()
+            lane.release.set()
             assert all(f.result().status_code == 200 for f in [first, *rest])
     finally:
         server.stop()
     # a: nothing behind it when it started; then b or c with the other behind it, then the last
-    assert [held for _, held in seen] == [False, True, False], seen
+    assert [held for _, _, held in lane.seen] == [False, True, False], lane.seen
 
 
 def test_with_a_nicer_lane_only_a_request_behind_another_goes_there() -> None:
     """`serve`'s lane runs at a lower priority (cli/cpu.py): only a request that comes while
     another is in progress goes there; one that comes alone runs on the pool, unheld."""
-    app = Flask(__name__)
-    app.config[wsgi_bridge.LANE_CONFIG] = lambda environ: environ["PATH_INFO"] == "/q"
-    release, first_ran = threading.Event(), threading.Event()
-    seen: list[tuple[bytes, str, bool]] = []
-
-    def view() -> str:
-        body = wsgi_bridge.request_body(request)
-        hold = wsgi_bridge.hold_of(request.environ)
-        seen.append((body, threading.current_thread().name.split("_")[0], hold is not None))
-        if body == b"a":
-            first_ran.set()
-            assert release.wait(JOIN_S)
-        if hold is not None:
-            settled: Future[None] = Future()
-            settled.set_result(None)
-            hold(settled)
-        return "ok"
-
-    app.add_url_rule("/q", "q", view, methods=["POST"])
-    server = AppServer(app, lane_nice=1).start()
+    lane = LaneApp()
+    server = AppServer(lane.app, lane_nice=1).start()
     try:
         url = server.url + "/q"
         assert requests.post(url, data=b"alone", timeout=30).status_code == 200
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(requests.post, url, data=b"a", timeout=30)
-            assert first_ran.wait(JOIN_S)
+            assert lane.first_ran.wait(JOIN_S)
             rest = [pool.submit(requests.post, url, data=body, timeout=30) for body in (b"b", b"c")]
             assert all(f.result().status_code == 200 for f in rest)  # not behind a's thread
-            release.set()
+            lane.release.set()
             assert first.result().status_code == 200
         assert requests.post(url, data=b"alone again", timeout=30).status_code == 200
     finally:
         server.stop()
-    where = {body: (thread, held) for body, thread, held in seen}
-    assert where[b"alone"] == where[b"a"] == where[b"alone again"] == ("tiw-http", False), seen
-    assert where[b"b"][0] == where[b"c"][0] == "tiw-lane", seen
+    where = {body: (thread, held) for body, thread, held in lane.seen}
+    assert where[b"alone"] == where[b"a"] == where[b"alone again"] == ("tiw-http", False), lane.seen
+    assert where[b"b"][0] == where[b"c"][0] == "tiw-lane", lane.seen
