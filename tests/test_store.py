@@ -24,7 +24,7 @@ from emulator.core.service import Emulator
 from emulator.receiver import Receiver
 from emulator.store import Store, open_store
 from emulator.store.base import DatabaseBusy, DeliveryFilter, NewTask, TaskFilter
-from emulator.store.migrations import LATEST, V1
+from emulator.store.migrations import LATEST, STEPS, V1
 from emulator.store.sqlite import SQLiteStore, task_query
 from emulator.web.app import create_app, get_emulator
 
@@ -115,6 +115,128 @@ def test_an_emulator_starts_on_a_first_release_database(tmp_path: Path) -> None:
         emu.close()
 
 
+def _third_schema_db(path: Path) -> None:
+    """A database as release 0.3 wrote it (schema version 3): two tasks with plans, events and
+    attempts keyed by TaskId, an ad-hoc attempt (no TaskId), and an attempt whose TaskId names
+    no task (recorded straight through the store)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in STEPS:
+        if version <= 3:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    for n, task_id in enumerate(("t0000000000000000002", "t0000000000000000001")):
+        conn.execute(
+            "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
+            " source, created_at, created_wall, finish_at, queued_until, outcome, error_code)"
+            " VALUES (?, ?, '1', 1400000001, 'transcode-failure', 1, '{}', 'control', 100.0,"
+            " 1.7e9, 200.0, 110.0, 'failure', 'FailedOperation.Transcode')",
+            (task_id, 40 + n),
+        )
+        conn.execute(
+            "INSERT INTO task_plans (task_id, plan) VALUES (?, ?)", (task_id, json.dumps(V1_PLAN))
+        )
+        for seq, state in ((1, "delivered"), (2, "failed")):
+            event_id = conn.execute(
+                "INSERT INTO events (task_id, seq, event_type, due_at, state, event_data,"
+                " sign_mode, sdk_app_id) VALUES (?, ?, 'OfflineRecordFinished', 200.0, ?, '{}',"
+                " 'valid', 1400000001)",
+                (task_id, seq, state),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO deliveries (event_id, task_id, event_type, attempt, request_body,"
+                " status_code, started_at, duration_ms, ok, emulated_at) VALUES (?, ?,"
+                " 'OfflineRecordFinished', 1, '{}', ?, 1.7e9, 1.0, ?, 200.0)",
+                (event_id, task_id, 200 if state == "delivered" else 500, state == "delivered"),
+            )
+    for task_id in (None, "gone"):
+        conn.execute(
+            "INSERT INTO deliveries (event_id, task_id, event_type, attempt, request_body,"
+            " status_code, started_at, duration_ms, ok, emulated_at) VALUES (NULL, ?,"
+            " 'OfflineRecordProgressChanged', 1, '{}', 200, 1.7e9, 1.0, 1, 200.0)",
+            (task_id,),
+        )
+    conn.close()
+
+
+def test_a_third_schema_database_links_rows_to_their_tasks_by_row_number(tmp_path: Path) -> None:
+    db = tmp_path / "v3.db"
+    _third_schema_db(db)
+    store = SQLiteStore(str(db))
+    try:
+        found, _ = store.list_tasks(TaskFilter(), now=300.0, limit=10, offset=0)
+        # newest first, as before: the row numbers are the rows' old rowids
+        assert [t["task_id"] for t in found] == ["t0000000000000000001", "t0000000000000000002"]
+        for task in found:
+            assert (task["attempts"], task["failed_attempts"], task["undelivered_events"]) == (
+                2,
+                1,
+                1,
+            )
+            assert json.loads(task["plan"]) == V1_PLAN
+            events = store.task_events(task["task_id"])
+            assert [(e["seq"], e["state"]) for e in events] == [(1, "delivered"), (2, "failed")]
+            attempts, _ = store.list_deliveries(
+                DeliveryFilter(task_id=task["task_id"]), limit=10, before=None, after=None
+            )
+            assert {d["task_id"] for d in attempts} == {task["task_id"]} and len(attempts) == 2
+        loose, _ = store.list_deliveries(
+            DeliveryFilter(task_id="gone"), limit=10, before=None, after=None
+        )
+        assert [d["task_id"] for d in loose] == ["gone"]
+        every, _ = store.list_deliveries(DeliveryFilter(), limit=10, before=None, after=None)
+        assert len(every) == 6
+        store.insert_task(a_task("t0000000000000000003", 99), now=0.0)
+        newest, _ = store.list_tasks(TaskFilter(), now=300.0, limit=1, offset=0)
+        assert newest[0]["task_id"] == "t0000000000000000003"
+    finally:
+        store.close()
+
+
+def test_no_index_a_new_tasks_rows_enter_is_keyed_by_its_random_task_id(tmp_path: Path) -> None:
+    """A TaskId is random: an index keyed by it takes each new row at a random leaf, one WAL
+    page per row and index. Only the tasks' own unique key is (lookups need it); the rows of a
+    task's plan, events and attempts name it by row number (migrations.V4). The one index on
+    deliveries.task_id holds only attempts whose TaskId names no task."""
+    store = SQLiteStore(str(tmp_path / "keys.db"))
+    try:
+        keyed: list[tuple[str, str, int]] = []
+        for table in ("tasks", "task_plans", "events", "deliveries"):
+            for index in store._read(f"PRAGMA index_list({table})"):
+                first = store._read(f"PRAGMA index_info({index['name']})")[0]["name"]
+                if first == "task_id":
+                    keyed.append((table, index["name"], index["partial"]))
+        assert keyed == [
+            ("tasks", "sqlite_autoindex_tasks_1", 0),
+            ("deliveries", "deliveries_loose", 1),
+        ]
+    finally:
+        store.close()
+
+
+def test_sqlite_finds_a_tasks_rows_on_its_row_number_index(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "plans.db"))
+    try:
+        store.insert_task(a_task("t1", 5), now=0.0)
+        for task_id, index in (("t1", "deliveries_task"), ("unknown", "deliveries_loose")):
+            sql, args = store.deliveries_query(
+                DeliveryFilter(task_id=task_id, ok=False), limit=50, before=10, after=None
+            )
+            plan = " | ".join(store.explain(sql, args))
+            assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
+        plan = " | ".join(
+            store.explain(
+                "SELECT * FROM events WHERE task_row ="
+                " (SELECT row_no FROM tasks WHERE task_id = ?) ORDER BY seq LIMIT 5",
+                ("t1",),
+            )
+        )
+        assert "USING INDEX events_task" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        store.close()
+
+
 def make_store(db: str, **options: Any) -> Any:
     """The store for `db` with test options (retention caps)."""
     if db.startswith("postgresql://"):
@@ -165,14 +287,18 @@ def test_task_filters_use_an_index(big_store: Any, name: str, where: TaskFilter)
 
 @pytest.mark.parametrize("column", ["task_id", "ok", "status_code", "event_type"])
 def test_delivery_filters_use_an_index(big_store: Any, column: str) -> None:
-    value: Any = 1
-    if not isinstance(big_store, SQLiteStore):  # PostgreSQL checks the types
-        value = {"ok": True, "task_id": "t", "event_type": "x"}.get(column, 1)
-    plan = _plan(
-        big_store,
-        f"SELECT * FROM deliveries WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT 51",
-        (value, 10),
-    )
+    value: Any = {"ok": True, "task_id": "t", "event_type": "x"}.get(column, 1)
+    if not isinstance(big_store, SQLiteStore):
+        plan = _plan(
+            big_store,
+            f"SELECT * FROM deliveries WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT 51",
+            (value, 10),
+        )
+    else:  # the query list_deliveries makes (a TaskId: by its task's row number, or loose)
+        where = DeliveryFilter(**{column: value})
+        sql, args = big_store.deliveries_query(where, limit=50, before=10, after=None)
+        plan = _plan(big_store, sql, args)
+        assert "PRIMARY KEY" not in plan, plan  # an index of the filter, not the id range
     _uses_index_without_sorting(big_store, plan)
 
 

@@ -88,11 +88,13 @@ def newest_page_sql(
     after: int | None,
     *,
     mark: str,
+    also: Iterable[str] = (),
 ) -> tuple[str, list[Any]]:
-    """The query for the newest `limit` (+1) rows by id matching `filters` (None: any), below
-    `before` and above `after`; `mark` is the driver's placeholder."""
+    """The query for the newest `limit` (+1) rows by id matching `filters` (None: any) and the
+    conditions `also` (SQL without arguments), below `before` and above `after`; `mark` is the
+    driver's placeholder."""
     given = [(column, value) for column, value in filters if value is not None]
-    conds = [f"{column} = {mark}" for column, _ in given]
+    conds = [*also, *(f"{column} = {mark}" for column, _ in given)]
     args = [value for _, value in given]
     for bound, op in ((before, "<"), (after, ">")):
         if bound is not None:

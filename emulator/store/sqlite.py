@@ -50,14 +50,25 @@ log = logging.getLogger("tiw_emulator.store")
 
 SQL_DELIVERING = "UPDATE events SET state = 'delivering' WHERE id = ? AND state = 'scheduled'"
 SQL_SETTLE = "UPDATE events SET state = ?, attempts = ?, due_at = ?, payload = ? WHERE id = ?"
+# A row names its task by the task's row number (migrations.V4): an attempt's from its event,
+# else from its TaskId (COALESCE stops at the first that is not NULL). NULL when there is no
+# task: an ad-hoc event's rows (no TaskId), or an attempt recorded with a TaskId that names no
+# task, which `deliveries_loose` finds by that TaskId.
+_TASK_ROW_OF_ID = "(SELECT row_no FROM tasks WHERE task_id = ?)"
 SQL_ATTEMPT = (
-    f"INSERT INTO deliveries ({', '.join(ATTEMPT_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
+    f"INSERT INTO deliveries ({', '.join(ATTEMPT_COLUMNS)}, task_row)"
+    f" VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))},"
+    f" COALESCE((SELECT task_row FROM events WHERE id = ?), {_TASK_ROW_OF_ID}))"
 )
 _EVENT_COLUMNS = (
-    "task_id, seq, event_type, due_at, state, event_data, sign_mode, note, sdk_app_id, callback_url"
+    "task_id, seq, event_type, due_at, state, event_data, sign_mode, note, sdk_app_id,"
+    " callback_url, task_row"
 )
-SQL_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+SQL_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+# An event not inserted with its task (ad-hoc, user-scheduled): its task found by TaskId.
+SQL_EVENT_OF = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,{_TASK_ROW_OF_ID})"
+)
 SQL_TASK = (
     "INSERT INTO tasks (task_id, room_id, group_id, sdk_app_id, scenario, seed, params,"
     " callback_url, source, request_id, created_at, created_wall, queued_until, finish_at,"
@@ -178,7 +189,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
             attempts, adhocs = grouped.attempts, grouped.adhocs
             settles, delivering = grouped.settles, [(op,) for op in grouped.delivering]
             if attempts:
-                conn.executemany(SQL_ATTEMPT, [attempt_values(row) for row, _, _ in attempts])
+                conn.executemany(SQL_ATTEMPT, [_attempt_args(row) for row, _, _ in attempts])
                 last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
                 first = last - len(attempts) + 1
                 done.extend(
@@ -187,7 +198,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
                 )
             for row, future, adhoc in adhocs:
                 row = {**row, "event_id": _insert_adhoc(conn, adhoc, row)}
-                row_id = conn.execute(SQL_ATTEMPT, attempt_values(row)).lastrowid
+                row_id = conn.execute(SQL_ATTEMPT, _attempt_args(row)).lastrowid
                 done.append((future, {**row, "id": row_id}))
             conn.executemany(SQL_SETTLE, settles)
             conn.executemany(SQL_DELIVERING, delivering)
@@ -298,41 +309,42 @@ class SQLiteStore(WriteBehind, SharedQueries):
         """Add each task's plan and attempt counts (on indexes, for this page only)."""
         if not rows:
             return rows
-        ids = [r["task_id"] for r in rows]
+        ids = [r["row_no"] for r in rows]
         marks = ",".join("?" * len(ids))
         plans = {
-            r["task_id"]: r["plan"]
-            for r in self._read(f"SELECT * FROM task_plans WHERE task_id IN ({marks})", ids)
+            r["task_row"]: r["plan"]
+            for r in self._read(f"SELECT * FROM task_plans WHERE task_row IN ({marks})", ids)
         }
         attempts = {
-            r["task_id"]: r
+            r["task_row"]: r
             for r in self._read(
-                "SELECT task_id, COUNT(*) AS attempts, SUM(ok = 0) AS failed FROM deliveries"
-                f" WHERE task_id IN ({marks}) GROUP BY task_id",
+                "SELECT task_row, COUNT(*) AS attempts, SUM(ok = 0) AS failed FROM deliveries"
+                f" WHERE task_row IN ({marks}) GROUP BY task_row",
                 ids,
             )
         }
         failed = {
-            r["task_id"]: r["n"]
+            r["task_row"]: r["n"]
             for r in self._read(
-                "SELECT task_id, COUNT(*) AS n FROM events WHERE state = 'failed'"
-                f" AND task_id IN ({marks}) GROUP BY task_id",
+                "SELECT task_row, COUNT(*) AS n FROM events WHERE state = 'failed'"
+                f" AND task_row IN ({marks}) GROUP BY task_row",
                 ids,
             )
         }
         for row in rows:
-            row["plan"] = plans[row["task_id"]]
-            counts = attempts.get(row["task_id"])
+            row_no = row["row_no"]
+            row["plan"] = plans[row_no]
+            counts = attempts.get(row_no)
             row["attempts"] = counts["attempts"] if counts else 0
             row["failed_attempts"] = int(counts["failed"] or 0) if counts else 0
-            row["undelivered_events"] = failed.get(row["task_id"], 0)
+            row["undelivered_events"] = failed.get(row_no, 0)
         return rows
 
     def cancel_task(self, task_id: str, at: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE tasks SET cancelled_at = ? WHERE task_id = ?", (at, task_id))
             conn.execute(
-                "UPDATE events SET state = 'cancelled' WHERE task_id = ?"
+                f"UPDATE events SET state = 'cancelled' WHERE task_row = {_TASK_ROW_OF_ID}"
                 " AND state IN ('scheduled', 'delivering')",
                 (task_id,),
             )
@@ -342,22 +354,41 @@ class SQLiteStore(WriteBehind, SharedQueries):
     def insert_events(self, events: list[NewEvent]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             for event in events:
-                event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
+                args = (*event_values(event), event.task_id)
+                event.id = int(conn.execute(SQL_EVENT_OF, args).lastrowid or 0)
 
         self._write(run)
+
+    def task_events(self, task_id: str, limit: int = 1000) -> list[Row]:
+        sql = f"SELECT * FROM events WHERE task_row = {_TASK_ROW_OF_ID} ORDER BY seq LIMIT ?"
+        return self._read(sql, (task_id, limit))
 
     # -- the attempt log and the cloud-call log ----------------------------------------------
     def list_deliveries(
         self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
     ) -> tuple[list[Row], int | None]:
+        with self._lock:  # the task's row number and its page in one view
+            sql, args = self.deliveries_query(where, limit=limit, before=before, after=after)
+            return newest_page(self._read(sql, args), limit, delivery_row)
+
+    def deliveries_query(
+        self, where: DeliveryFilter, *, limit: int, before: int | None, after: int | None
+    ) -> tuple[str, list[Any]]:
+        """The page's SELECT: a task's attempts by its row number, or, when the TaskId names
+        no task, the loose attempts that carry it (both on an index, newest first)."""
+        task: tuple[str, Any] = ("task_id", None)
+        loose: tuple[str, ...] = ()
+        if where.task_id is not None:
+            found = self._read("SELECT row_no FROM tasks WHERE task_id = ?", (where.task_id,))
+            task = ("task_row", found[0]["row_no"]) if found else ("task_id", where.task_id)
+            loose = () if found else ("task_row IS NULL",)  # what deliveries_loose holds
         filters = (
-            ("task_id", where.task_id),
+            task,
             ("ok", None if where.ok is None else int(where.ok)),
             ("status_code", where.status_code),
             ("event_type", where.event_type),
         )
-        sql, args = newest_page_sql("deliveries", filters, limit, before, after, mark="?")
-        return newest_page(self._read(sql, args), limit, delivery_row)
+        return newest_page_sql("deliveries", filters, limit, before, after, mark="?", also=loose)
 
     def log_cloud_call(self, at: float, action: str, task_id: str | None, record: str) -> None:
         sql = "INSERT INTO cloud_calls (at, action, task_id, record) VALUES (?, ?, ?, ?)"
@@ -444,24 +475,29 @@ def _insert_task(conn: sqlite3.Connection, task: NewTask, now: float) -> None:
     if busy is not None:
         raise RoomTaken(busy[0])
     try:
-        conn.execute(SQL_TASK, task_values(task))
+        row_no = conn.execute(SQL_TASK, task_values(task)).lastrowid
     except sqlite3.IntegrityError:
         raise DuplicateTaskId(task.task_id) from None
-    conn.execute("INSERT INTO task_plans (task_id, plan) VALUES (?, ?)", (task.task_id, task.plan))
+    conn.execute("INSERT INTO task_plans (task_row, plan) VALUES (?, ?)", (row_no, task.plan))
     for event in task.events:
         event.task_id = task.task_id
-        event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
+        event.id = int(conn.execute(SQL_EVENT, (*event_values(event), row_no)).lastrowid or 0)
 
 
 def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:
     """An ad-hoc event's row, settled by its one attempt; returns its id."""
     event.state = "delivered" if attempt["ok"] else "failed"
-    event.id = int(conn.execute(SQL_EVENT, event_values(event)).lastrowid or 0)
+    event.id = int(conn.execute(SQL_EVENT_OF, (*event_values(event), event.task_id)).lastrowid or 0)
     conn.execute(
         "UPDATE events SET attempts = 1, payload = ? WHERE id = ?",
         (attempt["request_body"], event.id),
     )
     return event.id
+
+
+def _attempt_args(row: Row) -> list[Any]:
+    """SQL_ATTEMPT's arguments: the attempt's values, then what finds its task's row number."""
+    return [*attempt_values(row), row["event_id"], row["task_id"]]
 
 
 def _prune(conn: sqlite3.Connection, table: str, keep: int) -> None:
