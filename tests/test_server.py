@@ -145,6 +145,38 @@ def test_the_app_gets_the_body_as_read_and_in_wsgi_input_too() -> None:
         server.stop()
 
 
+@pytest.mark.parametrize("lane_nice", [0, 10])
+def test_each_app_thread_pushes_the_apps_context_once_not_per_request(lane_nice: int) -> None:
+    """Flask reuses an app context of the same app that is already pushed: each thread that
+    runs the app keeps one for its life, and a request pushes only its request context."""
+    import threading
+
+    from flask import appcontext_pushed, current_app
+
+    app = Flask(__name__)
+    pushed: list[int] = []
+    ran: set[int] = set()
+
+    @app.get("/who")
+    def who() -> Response:
+        ran.add(threading.get_ident())
+        return Response(current_app.name)
+
+    def count(sender: Flask, **_: Any) -> None:
+        pushed.append(threading.get_ident())
+
+    appcontext_pushed.connect(count, app)
+    server = AppServer(app, lane_nice=lane_nice).start()
+    try:
+        with requests.Session() as session:
+            for _ in range(40):
+                assert session.get(f"{server.url}/who", timeout=5).text == app.name
+    finally:
+        server.stop()
+    assert ran and set(pushed) >= ran  # every thread that served has its context
+    assert len(pushed) == len(set(pushed)) < 40  # once a thread, not once a request
+
+
 def test_request_body_takes_the_servers_bytes_else_the_stream_and_413_over_the_limit() -> None:
     def request(given: bytes | None, limit: int | None) -> Request:
         environ = EnvironBuilder(method="POST", data=b"from the stream").get_environ()
