@@ -199,20 +199,22 @@ def test_no_index_a_new_tasks_rows_enter_is_keyed_by_its_random_task_id(tmp_path
     page per row and index. Only the tasks' own unique key is (lookups need it); the rows of a
     task's plan, events and attempts name it by row number (migrations.V4). The one index on
     deliveries.task_id holds only attempts whose TaskId names no task."""
-    store = SQLiteStore(str(tmp_path / "keys.db"))
+    path = tmp_path / "keys.db"
+    SQLiteStore(str(path)).close()  # a new file, migrated
+    conn = sqlite3.connect(path)
     try:
         keyed: list[tuple[str, str, int]] = []
         for table in ("tasks", "task_plans", "events", "deliveries"):
-            for index in store._read(f"PRAGMA index_list({table})"):
-                first = store._read(f"PRAGMA index_info({index['name']})")[0]["name"]
+            for _, name, _, _, partial in conn.execute(f"PRAGMA index_list({table})"):
+                first = conn.execute(f"PRAGMA index_info({name})").fetchone()[2]
                 if first == "task_id":
-                    keyed.append((table, index["name"], index["partial"]))
+                    keyed.append((table, name, partial))
         assert keyed == [
             ("tasks", "sqlite_autoindex_tasks_1", 0),
             ("deliveries", "deliveries_loose", 1),
         ]
     finally:
-        store.close()
+        conn.close()
 
 
 def test_sqlite_finds_a_tasks_rows_on_its_row_number_index(tmp_path: Path) -> None:
