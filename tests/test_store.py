@@ -103,6 +103,14 @@ def test_a_database_written_by_the_first_release_opens_and_keeps_its_records(
     conn.close()
 
 
+def test_a_new_database_file_is_created_without_a_word(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="tiw_emulator.store"):
+        SQLiteStore(str(tmp_path / "new.db")).close()
+    assert caplog.records == []
+
+
 def test_an_emulator_starts_on_a_first_release_database(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     _first_release_db(db)
@@ -160,10 +168,16 @@ def _third_schema_db(path: Path) -> None:
     conn.close()
 
 
-def test_a_third_schema_database_links_rows_to_their_tasks_by_row_number(tmp_path: Path) -> None:
+def test_a_third_schema_database_links_rows_to_their_tasks_by_row_number(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     db = tmp_path / "v3.db"
     _third_schema_db(db)
-    store = SQLiteStore(str(db))
+    with caplog.at_level("WARNING", logger="tiw_emulator.store"):
+        store = SQLiteStore(str(db))
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith(f"upgrading the database from schema version 3 to {LATEST} (once")
+    assert said[1].startswith(f"database upgraded to schema version {LATEST} in ")
     try:
         found, _ = store.list_tasks(TaskFilter(), now=300.0, limit=10, offset=0)
         # newest first, as before: the row numbers are the rows' old rowids
