@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from pgserver import PASSWORD
+from polling import wait_until
 from records import a_task, an_event
 
 from emulator.core.config import Settings
@@ -499,11 +500,19 @@ def test_pending_writes_are_bounded_and_wait_for_room(tmp_path: Path) -> None:
 
     store = SQLiteStore(str(tmp_path / "bounded.db"), max_pending=50)
     try:
-        store.limit_pages(1)  # nothing fits: every batch is refused and stays queued
-        for n in range(100_000):  # fill whatever the free pages take, then the queue
-            store.record_attempt(_attempt(n))
-            if store.queued_writes() >= 50:
-                break
+        store.limit_pages(1)  # the file cannot grow: once its free room is used, writes fail
+        n = 0  # fill whatever the free room takes, until the disk refuses and the queue is full
+        while store.health() is None or store.queued_writes() < 50:
+            assert n < 100_000, "the capped file never refused a write"
+            if store.queued_writes() < 50:
+                store.record_attempt(_attempt(n))
+                n += 1
+            else:  # full while a commit is under way, which may still fit: wait for its outcome
+                wait_until(
+                    lambda: store.health() is not None or store.queued_writes() < 50,
+                    "the commit under way to settle",
+                    10,
+                )
         done = threading.Event()
         producer = threading.Thread(
             target=lambda: (store.record_attempt(_attempt(999)), done.set()), daemon=True

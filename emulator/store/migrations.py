@@ -208,8 +208,6 @@ def migrate(conn: sqlite3.Connection) -> int:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    if found == 0:  # a new file: without the pages the steps freed, it holds only what is stored
-        conn.execute("VACUUM")
     if upgrading:
         log.warning(
             "database upgraded to schema version %d in %.1f s", LATEST, time.monotonic() - started
