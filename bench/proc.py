@@ -87,19 +87,8 @@ class Served:
         return _stat_cpu_s(Path(f"/proc/{self.proc.pid}/stat"))
 
     def thread_cpu_s(self) -> dict[str, float]:
-        """User + system CPU so far per thread name (`comm`, as the emulator names its threads:
-        numbered pool workers summed under one name), from /proc; the main thread as "main"."""
-        out: dict[str, float] = {}
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            try:
-                name = (task / "comm").read_text().strip().rstrip("0123456789").rstrip("_")
-                if task.name == str(self.proc.pid):
-                    name = "main"
-                cpu = _stat_cpu_s(task / "stat")
-            except OSError:  # the thread ended meanwhile
-                continue
-            out[name] = out.get(name, 0.0) + cpu
-        return out
+        """User + system CPU so far per thread name (`thread_cpu_s`)."""
+        return thread_cpu_s(self.proc.pid)
 
     def status_kib(self, field: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -117,6 +106,27 @@ class Served:
                 self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """A process's user + system CPU so far per thread name (`comm`, as the emulator names its
+    threads: numbered pool workers summed under one name), from /proc; the main thread as
+    "main". Empty where there is no /proc."""
+    out: dict[str, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip().rstrip("0123456789").rstrip("_")
+            if task.name == str(pid):
+                name = "main"
+            cpu = _stat_cpu_s(task / "stat")
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[name] = out.get(name, 0.0) + cpu
+    return out
 
 
 def _stat_cpu_s(stat: Path) -> float:
