@@ -87,8 +87,12 @@ class Served:
         return _stat_cpu_s(Path(f"/proc/{self.proc.pid}/stat"))
 
     def thread_cpu_s(self) -> dict[str, float]:
-        """User + system CPU so far per thread name (`thread_cpu_s`)."""
-        return thread_cpu_s(self.proc.pid)
+        """User + system CPU so far per thread name (`thread_cpu_s`); refuses rather than
+        answer nothing, which would read as no CPU spent."""
+        found = thread_cpu_s(self.proc.pid)
+        if not found:
+            raise RuntimeError(f"no per-thread CPU figures: /proc/{self.proc.pid}/task unreadable")
+        return found
 
     def status_kib(self, field: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

@@ -354,8 +354,7 @@ class SQLiteStore(WriteBehind, SharedQueries):
     def insert_events(self, events: list[NewEvent]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             for event in events:
-                args = (*event_values(event), event.task_id)
-                event.id = int(conn.execute(SQL_EVENT_OF, args).lastrowid or 0)
+                event.id = _insert_event_of(conn, event)
 
         self._write(run)
 
@@ -487,12 +486,18 @@ def _insert_task(conn: sqlite3.Connection, task: NewTask, now: float) -> None:
 def _insert_adhoc(conn: sqlite3.Connection, event: NewEvent, attempt: Row) -> int:
     """An ad-hoc event's row, settled by its one attempt; returns its id."""
     event.state = "delivered" if attempt["ok"] else "failed"
-    event.id = int(conn.execute(SQL_EVENT_OF, (*event_values(event), event.task_id)).lastrowid or 0)
+    event.id = _insert_event_of(conn, event)
     conn.execute(
         "UPDATE events SET attempts = 1, payload = ? WHERE id = ?",
         (attempt["request_body"], event.id),
     )
     return event.id
+
+
+def _insert_event_of(conn: sqlite3.Connection, event: NewEvent) -> int:
+    """Insert an event not inserted with its task (SQL_EVENT_OF: its task found by TaskId);
+    returns its id."""
+    return int(conn.execute(SQL_EVENT_OF, (*event_values(event), event.task_id)).lastrowid or 0)
 
 
 def _attempt_args(row: Row) -> list[Any]:
